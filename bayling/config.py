@@ -121,6 +121,11 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"expected a number, got {value!r}", path=source, field=where)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

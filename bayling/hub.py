@@ -8,8 +8,8 @@ from pathlib import Path
 from bayling.errors import OfflineError
 
 DOWNLOAD_HINT = {
-    "model": "huggingface-cli download {id} --local-dir DIR",
-    "dataset": "huggingface-cli download --repo-type dataset {id} --local-dir DIR",
+    "model": "hf download {id} --local-dir DIR",
+    "dataset": "hf download --repo-type dataset {id} --local-dir DIR",
 }
 
 

@@ -1,0 +1,174 @@
+"""The recipe: one typed YAML file that says which sources go in and how they are mixed.
+
+It is a dataclass tree loaded by :mod:`bayling.config`, so an unknown key is an error with a suggestion
+and every value can be overridden on the command line (``mix.target_total=10000``,
+``instructions.belle_zh.path=/data/belle.json``). Sources are *mappings by name* rather than lists
+precisely so that a single source can be pointed at a local copy with one ``key=value``.
+
+Relative paths written in a recipe file are relative to that file's directory (a recipe and its data
+travel together); relative paths given as overrides or on the command line are relative to the
+current directory, as a user typing them expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bayling.config import deep_merge, from_dict, load_yaml, parse_overrides
+from bayling.data.filters import FilterConfig
+from bayling.data.synth import SynthConfig
+from bayling.errors import ConfigError
+
+PAPER_PROPORTIONS = {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
+
+
+@dataclass
+class InstructionSet:
+    """An instruction-tuning set (Alpaca, ShareGPT or OpenAI-messages records) of one category."""
+
+    path: str  # local file (.json/.jsonl, optionally .gz/.zst) or hub dataset id
+    category: Literal["zh", "en"]
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    task: str = ""  # task label written into the records ("" = general)
+    split: str = ""  # hub split (default train)
+    config: str = ""  # hub config name
+    limit: int = 0  # read at most this many records (0 = all)
+    enabled: bool = True
+
+
+@dataclass
+class ParallelSet:
+    """Line-aligned parallel text that the synthesiser turns into cross-lingual instructions."""
+
+    path: str  # FLORES-style directory, TSV of pairs, first file of a pair, or hub dataset id
+    format: Literal["flores", "tsv", "pair", "translation"] = "flores"  # translation = hub rows {translation: {..}}
+    langs: list[str] = field(default_factory=list)  # flores: languages to read ([] = all); others: [src, tgt]
+    tgt_path: str = ""  # the second file of a pair
+    split: str = ""  # FLORES split (devtest/dev) or hub split
+    config: str = ""  # hub config name, e.g. "de-en" for Helsinki-NLP/opus-100
+    skip_rows: int = 0  # drop the first N aligned rows (e.g. lines held out for evaluation)
+    limit: int = 0  # at most this many rows after skip_rows (0 = all)
+    pivot_with: str = ""  # name of an en<->zh parallel source: also make X<->zh rows joined on English
+    enabled: bool = True
+
+
+@dataclass
+class DedupSettings:
+    """Global, prompt-side dedup (bayling/data/dedup.py); the first occurrence in recipe order wins."""
+
+    enabled: bool = True
+    near: bool = True  # MinHash LSH near duplicates as well as exact (normalised) duplicates
+    threshold: float = 0.8  # character 5-gram Jaccard similarity around which LSH starts to collide
+    num_perm: int = 64
+    ngram: int = 5
+
+    def validate(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("must be in (0, 1]", field="dedup.threshold")
+        if self.num_perm < 1 or self.ngram < 1:
+            raise ConfigError("num_perm and ngram must be >= 1", field="dedup")
+
+
+@dataclass
+class DecontamSettings:
+    paths: list[str] = field(default_factory=list)  # FLORES dirs, WMT files, any text files
+    ngram: int = 13  # tokens shared with an eval sentence that count as contamination
+
+
+@dataclass
+class MixSettings:
+    proportions: dict[str, float] = field(default_factory=lambda: dict(PAPER_PROPORTIONS))
+    target_total: int = 3_200_000  # paper: 3.2M instructions
+    temperature_alpha: float = 0.3  # cross-lingual languages: p ∝ n^alpha (assumption; XLM-R/mT5 use 0.3)
+    upsample_cap: float = 3.0  # no record repeated more than this many times (assumption)
+    valid_fraction: float = 0.01  # of the distinct selected records (assumption)
+    valid_max: int = 5000
+
+    def validate(self) -> None:
+        unknown = set(self.proportions) - set(PAPER_PROPORTIONS)
+        if unknown:
+            raise ConfigError(f"unknown categories {sorted(unknown)}; known: zh, en, cross_lingual",
+                              field="mix.proportions")
+        if any(v < 0 for v in self.proportions.values()) or sum(self.proportions.values()) <= 0:
+            raise ConfigError("proportions must be >= 0 and not all 0", field="mix.proportions")
+        if self.target_total < 1:
+            raise ConfigError("must be at least 1", field="mix.target_total")
+        if self.upsample_cap < 1:
+            raise ConfigError("must be >= 1 (1 = never repeat a record)", field="mix.upsample_cap")
+        if not 0 <= self.valid_fraction < 1:
+            raise ConfigError("must be in [0, 1)", field="mix.valid_fraction")
+        if self.temperature_alpha < 0:
+            raise ConfigError("must be >= 0", field="mix.temperature_alpha")
+
+
+@dataclass
+class OutputSettings:
+    shard_size: int = 100_000  # training records per train/part-NNNNN.jsonl
+    plot: bool = True  # languages.png
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    seed: int = 1
+    cross_lingual: bool = True  # false = the paper's ablation without the cross-lingual arm
+    instructions: dict[str, InstructionSet] = field(default_factory=dict)
+    parallel: dict[str, ParallelSet] = field(default_factory=dict)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    decontaminate: DecontamSettings = field(default_factory=DecontamSettings)
+    mix: MixSettings = field(default_factory=MixSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+
+    def validate(self) -> None:
+        if self.output.shard_size < 1:
+            raise ConfigError("must be at least 1", field="output.shard_size")
+
+
+def _resolve(value: str, base: Path) -> str:
+    """Make a relative local path absolute against ``base``; leave hub ids and absolute paths alone."""
+    if not value:
+        return value
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return str(p)
+    candidate = base / p
+    if candidate.exists() or not _hub_like(value):
+        return str(candidate.resolve()) if candidate.exists() else str(candidate)
+    return value
+
+
+def _hub_like(value: str) -> bool:
+    parts = value.split("/")
+    return len(parts) == 2 and all(parts) and not value.startswith((".", "~"))
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve every path-valued key of a raw recipe mapping against ``base``."""
+    out = dict(data)
+    for section in ("instructions", "parallel"):
+        srcs = out.get(section)
+        if isinstance(srcs, dict):
+            out[section] = {
+                name: {k: (_resolve(v, base) if k in ("path", "tgt_path") and isinstance(v, str) else v)
+                       for k, v in src.items()} if isinstance(src, dict) else src
+                for name, src in srcs.items()
+            }
+    dec = out.get("decontaminate")
+    if isinstance(dec, dict) and isinstance(dec.get("paths"), list):
+        out["decontaminate"] = {**dec, "paths": [_resolve(str(p), base) for p in dec["paths"]]}
+    return out
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Recipe file (paths relative to it) < overrides (paths relative to the current directory)."""
+    data: dict[str, Any] = {}
+    source = None
+    if path is not None:
+        data = _resolve_paths(load_yaml(path), Path(path).resolve().parent)
+        source = str(path)
+    extra = _resolve_paths(parse_overrides(overrides or []), Path.cwd())
+    return from_dict(Recipe, deep_merge(data, extra), source=source)

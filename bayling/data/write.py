@@ -1,0 +1,147 @@
+"""Writing a data directory so that nothing half-written ever looks finished.
+
+Everything goes into a hidden temporary sibling of the destination (``.NAME.tmp-PID``) and becomes
+visible with one ``rename`` at the very end; manifest.json is the last file written inside it. A build
+killed with ``kill -9`` therefore leaves only a hidden ``*.tmp-*`` folder (removed by the next build),
+never a directory that a trainer could mistake for a complete one.
+
+Records are serialised one way only (:func:`dumps_record`) so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bayling.errors import BaylingError
+
+CANONICAL_KEYS = ("id", "messages", "source", "category", "task", "langs", "direction")
+
+
+def canonical_order(record: dict[str, Any]) -> dict[str, Any]:
+    """The documented key order first, any extra keys after, sorted (stable bytes for equal records)."""
+    out = {k: record[k] for k in CANONICAL_KEYS if k in record}
+    for k in sorted(record):
+        if k not in out and not k.startswith("_"):
+            out[k] = record[k]
+    return out
+
+
+def dumps_record(record: dict[str, Any]) -> str:
+    """One JSON line (UTF-8 text, not \\u-escaped, so Chinese stays readable in the files)."""
+    return json.dumps(canonical_order(record), ensure_ascii=False)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """Digest of a file, or of a directory's files (relative names + contents, sorted)."""
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode("utf-8") + b"\0")
+        h.update(sha256_file(p).encode("ascii"))
+    return h.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(out: Path) -> None:
+    """Remove temporary siblings of ``out`` left by builds that were killed (their PID is gone)."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``out`` only if the block finishes."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BaylingError("output path exists and is not a directory", path=out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class ShardWriter:
+    """Write JSONL lines into ``train/part-NNNNN.jsonl`` files of at most ``shard_size`` lines."""
+
+    def __init__(self, folder: Path, shard_size: int, prefix: str = "part") -> None:
+        self.folder = folder
+        self.shard_size = max(1, shard_size)
+        self.prefix = prefix
+        self.files: list[dict[str, Any]] = []
+        self._fh = None
+        self._count = 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write_line(self, line: bytes) -> None:
+        if self._fh is None or self._count >= self.shard_size:
+            self._open_next()
+        assert self._fh is not None
+        self._fh.write(line)
+        self._count += 1
+        self.files[-1]["records"] += 1
+
+    def _open_next(self) -> None:
+        self.close()
+        name = f"{self.prefix}-{len(self.files):05d}.jsonl"
+        self._fh = open(self.folder / name, "wb")
+        self._count = 0
+        self.files.append({"path": f"{self.folder.name}/{name}", "records": 0})
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty, key-stable JSON with a final newline (diffs and byte comparisons stay meaningful)."""
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def file_entries(root: Path, rel_paths: list[str]) -> list[dict[str, Any]]:
+    """``[{path, bytes, sha256}]`` for the manifest, so a user can verify the shards they train on."""
+    out = []
+    for rel in rel_paths:
+        p = root / rel
+        out.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    return out

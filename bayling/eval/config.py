@@ -1,0 +1,78 @@
+"""``bayling-eval`` settings as one typed dataclass (filled by bayling.config from YAML, key=value and flags).
+
+Defaults follow the BayLing papers where they say something (beam 5, up to 1024 new tokens, BayLing 1's
+translation prompt); everything else is an assumption documented in docs/evaluation.md. The resolved config
+is stored in results.json so a run records exactly what produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bayling.errors import ConfigError
+
+FAMILIES = ("en-x", "x-en", "zh-x", "x-zh")
+WMT22_PAIRS = (
+    "cs-en", "de-en", "de-fr", "en-cs", "en-de", "en-ja", "en-ru",
+    "en-uk", "en-zh", "fr-de", "ja-en", "ru-en", "uk-en", "zh-en",
+)
+
+
+@dataclass
+class EvalConfig:
+    """Everything one ``bayling-eval`` run needs; CLI flags map 1:1 onto these keys."""
+
+    suite: Literal["flores", "wmt22", "knowledge", "english"] = "flores"
+    model: str | None = None
+    out: str | None = None
+    # translation generation (paper: beam 5, up to 1024 new tokens)
+    beams: int = 5
+    batch_size: int = 16
+    max_new_tokens: int = 1024
+    template: str | None = None
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    device: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    limit: int | None = None
+    prompt_lang: Literal["auto", "en", "zh"] = "auto"
+    comet_model: str | None = None
+    progress: bool = True
+    # FLORES
+    langs: str = "all"
+    directions: list[str] | None = None
+    flores_dir: str | None = None
+    flores: int = 101
+    # WMT22
+    wmt_dir: str | None = None
+    pairs: list[str] | None = None
+    wmt_refs: Literal["first", "all"] = "first"
+    # knowledge / english (lm-eval harness)
+    tasks: list[str] | None = None
+    task_dir: str | None = None
+    num_fewshot: int | None = None
+
+    def validate(self) -> None:
+        if self.beams < 1:
+            raise ConfigError("must be >= 1", field="beams")
+        if self.batch_size < 1:
+            raise ConfigError("must be >= 1", field="batch_size")
+        if self.max_new_tokens < 1:
+            raise ConfigError("must be >= 1", field="max_new_tokens")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("must be >= 1", field="limit")
+        if self.flores not in (101, 200):
+            raise ConfigError(f"must be 101 or 200, got {self.flores}", field="flores")
+        for d in self.directions or []:
+            if d not in FAMILIES:
+                raise ConfigError(f"unknown direction family '{d}'; known: {', '.join(FAMILIES)}",
+                                  field="directions")
+        for p in self.pairs or []:
+            if p not in WMT22_PAIRS:
+                raise ConfigError(f"unknown WMT22 pair '{p}'; known: {', '.join(WMT22_PAIRS)}", field="pairs")
+
+    def require(self, *names: str) -> None:
+        """Options a suite cannot run without, named as the CLI flag the user must add."""
+        for name in names:
+            if getattr(self, name) in (None, ""):
+                raise ConfigError(f"--{name.replace('_', '-')} is required for --suite {self.suite}")

@@ -1,0 +1,221 @@
+"""Batched translation generation: chat-template prompts, length-sorted left-padded batches, stop tokens.
+
+Why this shape: one prompt at a time wastes the hardware (see benchmarks/generation_speed.py); sorting by
+length keeps padding small; left padding keeps every sequence's last prompt token adjacent to its first new
+token, so batched greedy output equals one-at-a-time greedy output (tested). The model's own chat template
+(``tokenizer.apply_chat_template``) is used, so evaluation sees exactly the format training used. The HF
+backend is the default; vLLM is used when asked for (``--backend vllm``, GPU, vLLM installed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bayling.errors import ConfigError
+from bayling.hub import resolve_model
+from bayling.templates import TEMPLATES, get_template, stop_token_ids
+
+TEMPLATE_HINT = "--template " + "|".join(TEMPLATES)
+
+
+@dataclass
+class GenStats:
+    sentences: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+
+def clean_output(text: str) -> str:
+    """One line per hypothesis: newlines (and other line separators) become spaces."""
+    return " ".join(text.replace("\r", "\n").replace("\u2028", "\n").split("\n")).strip()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def vllm_installed() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class HFGenerator:
+    """A causal LM + tokenizer from a local dir or hub id, generating with transformers."""
+
+    def __init__(self, model: str, *, template: str | None = None, device: str | None = None,
+                 dtype: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from bayling.tokenizer import load_tokenizer
+
+        self.path = resolve_model(model)
+        if not (Path(self.path) / "config.json").is_file():
+            raise ConfigError("not a model directory (no config.json)", path=self.path)
+        tpl = get_template(template) if template else None
+        self.tokenizer = load_tokenizer(self.path, tpl)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
+                              path=self.path)
+        self.tokenizer.padding_side = "left"
+        self.device = device or ("cuda" if _cuda_available() else "cpu")
+        if dtype is None:
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.dtype = dtype
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
+        self.model.to(self.device).eval()
+        self.stop_ids = self._stop_ids(tpl)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None or self.pad_id >= self.model.get_input_embeddings().num_embeddings:
+            # A pad token added to the tokenizer has no embedding row; at inference padding is masked and
+            # outputs are cut at the first stop token, so padding with a stop token is harmless.
+            self.pad_id = self.stop_ids[0]
+
+    def _stop_ids(self, tpl) -> list[int]:
+        """Stop at generation_config.eos_token_id (int or list), plus the chosen template's stop tokens."""
+        eos = self.model.generation_config.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        if tpl is not None:
+            ids += [i for i in stop_token_ids(self.tokenizer, tpl) if i not in ids]
+        if not ids and self.tokenizer.eos_token_id is not None:
+            ids = [self.tokenizer.eos_token_id]
+        return ids
+
+    def _left_pad(self, rows: list[list[int]]) -> dict:
+        return _left_pad_impl(rows, self.pad_id, self.device)
+
+    def render(self, user_text: str) -> str:
+        """One user turn inside the model's chat template, ready for the assistant's answer."""
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, prompts: Sequence[str], *, beams: int = 5, batch_size: int = 16,
+                 max_new_tokens: int = 1024, desc: str = "generate", stats: GenStats | None = None,
+                 progress: bool = True) -> list[str]:
+        """Translate rendered prompts; returns outputs in the input order, one line each."""
+        import time
+
+        import torch
+        from tqdm import tqdm
+        from transformers import GenerationConfig
+
+        tok = self.tokenizer
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        cfg = GenerationConfig(
+            max_new_tokens=max_new_tokens, num_beams=beams, do_sample=False, eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id, bos_token_id=tok.bos_token_id,
+        )
+        outputs: list[str] = [""] * len(ids)
+        start = time.perf_counter()
+        batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, file=sys.stderr, leave=False)
+        for batch in bar:
+            enc = self._left_pad([ids[i] for i in batch])
+            with torch.inference_mode():
+                out = self.model.generate(**enc, generation_config=cfg)
+            new = out[:, enc["input_ids"].shape[1]:]
+            for row, i in zip(new.tolist(), batch):
+                end = _stop_index(row, self.stop_ids)
+                if stats is not None:
+                    stats.new_tokens += min(end + 1, len(row))  # the stop token was generated too
+                outputs[i] = clean_output(tok.decode(row[:end], skip_special_tokens=True))
+        if stats is not None:
+            stats.sentences += len(ids)
+            stats.seconds += time.perf_counter() - start
+        return outputs
+
+
+def _left_pad_impl(rows: list[list[int]], pad_id: int, device: str) -> dict:
+    """Left-pad token id lists into input_ids + attention_mask tensors."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        if r:
+            ids[k, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[k, width - len(r):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _stop_index(tokens: list[int], stops: list[int]) -> int:
+    """Position of the first stop token (text after it is padding), or the length if none."""
+    for n, t in enumerate(tokens):
+        if t in stops:
+            return n
+    return len(tokens)
+
+
+class VLLMGenerator(HFGenerator):
+    """vLLM engine for GPU throughput; prompts are rendered with the same HF chat template."""
+
+    def __init__(self, model: str, *, template: str | None = None, device: str | None = None,
+                 dtype: str | None = None) -> None:
+        from vllm import LLM
+
+        from bayling.tokenizer import load_tokenizer
+
+        self.path = resolve_model(model)
+        tpl = get_template(template) if template else None
+        self.tokenizer = load_tokenizer(self.path, tpl)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
+                              path=self.path)
+        self.llm = LLM(model=self.path, dtype=dtype or "bfloat16")
+        gen_file = Path(self.path) / "generation_config.json"
+        gen = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
+        eos = gen.get("eos_token_id", self.tokenizer.eos_token_id)
+        ids = list(eos) if isinstance(eos, list) else [eos]
+        if tpl is not None:
+            ids += [i for i in stop_token_ids(self.tokenizer, tpl) if i not in ids]
+        self.stop_ids = [i for i in ids if i is not None]
+        self.device, self.dtype = "cuda", dtype or "bfloat16"
+
+    def generate(self, prompts: Sequence[str], *, beams: int = 5, batch_size: int = 16,
+                 max_new_tokens: int = 1024, desc: str = "generate", stats: GenStats | None = None,
+                 progress: bool = True) -> list[str]:
+        import time
+
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        start = time.perf_counter()
+        toks = [TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=False)["input_ids"])
+                for p in prompts]
+        if beams > 1:
+            from vllm.sampling_params import BeamSearchParams
+
+            res = self.llm.beam_search(toks, BeamSearchParams(beam_width=beams, max_tokens=max_new_tokens))
+            texts = [self.tokenizer.decode(r.sequences[0].tokens[len(t["prompt_token_ids"]):],
+                                           skip_special_tokens=True) for r, t in zip(res, toks)]
+        else:
+            sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self.stop_ids)
+            res = self.llm.generate(toks, sp, use_tqdm=progress)
+            texts = [r.outputs[0].text for r in res]
+        if stats is not None:
+            stats.sentences += len(prompts)
+            stats.seconds += time.perf_counter() - start
+        return [clean_output(t) for t in texts]
+
+
+def load_generator(model: str, *, backend: str = "auto", template: str | None = None,
+                   device: str | None = None, dtype: str | None = None) -> HFGenerator:
+    """``hf`` (and ``auto``): transformers. ``vllm``: the vLLM engine (opt-in: it has not been run on a GPU
+    in this project's CI, so it is not picked automatically)."""
+    if backend == "vllm":
+        if not vllm_installed() or not _cuda_available():
+            raise ConfigError("--backend vllm needs vLLM installed (pip install vllm) and a GPU")
+        return VLLMGenerator(model, template=template, device=device, dtype=dtype)
+    return HFGenerator(model, template=template, device=device, dtype=dtype)

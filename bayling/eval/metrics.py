@@ -1,0 +1,234 @@
+"""Translation metrics with sacrebleu: every score carries its signature, and no metric switches silently.
+
+Why the care: BLEU numbers are only comparable when the tokenizer is the same, and spBLEU (the FLORES
+convention) needs a sentencepiece model that is downloaded on first use. When that model is missing offline
+the score is reported as ``bleu_13a`` *with the reason*, never under the name ``spbleu``. Chinese targets
+use sacrebleu's ``zh`` tokenizer, Japanese ``ja-mecab`` when its extra is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bayling.errors import BaylingError, ConfigError, DataError
+from bayling.hub import is_offline
+
+SPM_FILES = {
+    "flores101": "sacrebleu_tokenizer_spm.model",
+    "flores200": "flores200sacrebleuspm",
+}
+_SPM_FAILED: dict[str, str] = {}
+
+
+@dataclass
+class Score:
+    """One corpus-level score: ``name`` says exactly which metric (e.g. ``spbleu_flores101``, ``bleu_13a``)."""
+
+    name: str
+    score: float
+    signature: str
+    note: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "score": self.score, "signature": self.signature}
+        if self.note:
+            out["note"] = self.note
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+def _lang_base(lang: str) -> str:
+    """``zho_Hans`` / ``zh`` / ``zho_simpl`` -> ``zh``-style family used to pick a tokenizer."""
+    low = lang.lower()
+    if low.startswith(("zh", "zho", "cmn", "yue")):
+        return "zh"
+    if low.startswith(("ja", "jpn")):
+        return "ja"
+    return low.split("_")[0]
+
+
+def sacrebleu_dir() -> Path:
+    """Where sacrebleu itself looks for models (it reads $SACREBLEU once, at import)."""
+    from sacrebleu.tokenizers import tokenizer_spm
+
+    return Path(tokenizer_spm.SACREBLEU_DIR)
+
+
+def spm_available(flavour: str, allow_download: bool = True) -> tuple[bool, str | None]:
+    """Is the FLORES sentencepiece model present (or fetchable)? Returns (ok, reason-if-not)."""
+    path = sacrebleu_dir() / "models" / SPM_FILES[flavour]
+    if path.is_file() and path.stat().st_size > 0:
+        return True, None
+    if not allow_download or is_offline():
+        return False, f"spBLEU ({flavour}) unavailable: {path} not found and downloads are off (offline)"
+    if str(path) in _SPM_FAILED:  # one failed download per run, not one per direction
+        return False, _SPM_FAILED[str(path)]
+    try:
+        from sacrebleu.tokenizers.tokenizer_spm import SPM_MODELS
+        from sacrebleu.utils import download_file
+
+        download_file(SPM_MODELS[flavour]["url"], str(path))
+    except (Exception, SystemExit) as err:  # urllib raises many types; sacrebleu may sys.exit on SSL errors
+        _SPM_FAILED[str(path)] = f"spBLEU ({flavour}) unavailable: download failed ({type(err).__name__})"
+        return False, _SPM_FAILED[str(path)]
+    if path.is_file() and path.stat().st_size > 0:
+        return True, None
+    return False, f"spBLEU ({flavour}) unavailable: download produced no model at {path}"
+
+
+def mecab_available() -> bool:
+    try:
+        import ipadic  # noqa: F401
+        import MeCab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_bleu_tokenizer(tgt_lang: str, policy: str = "field", spm: str | None = "flores101") -> tuple[str, str | None]:
+    """Pick the sacrebleu tokenizer for a target language and say why when it is a fallback.
+
+    ``policy='field'`` (FLORES suite): zh for Chinese, ja-mecab for Japanese when installed, spBLEU when the
+    FLORES model is available, 13a otherwise. ``policy='wmt22'``: what sacrebleu picks for a language pair
+    and WMT22 used: zh for Chinese, ja-mecab for Japanese, 13a otherwise. Without MeCab a Japanese target
+    falls back (spBLEU if available, else char) with a note: never silently.
+    """
+    base = _lang_base(tgt_lang)
+    if base == "zh":
+        return "zh", None
+    note = None
+    if base == "ja":
+        if mecab_available():
+            return "ja-mecab", None
+        note = "ja-mecab not installed (pip install 'sacrebleu[ja]')"
+        if policy == "wmt22":
+            note += "; not comparable to official WMT22 Japanese BLEU"
+    elif policy == "wmt22":
+        return "13a", None
+    if spm and policy != "wmt22":
+        ok, reason = spm_available(spm)
+        if ok:
+            return spm, note
+        note = f"{note}; {reason}" if note else reason
+    if base == "ja":
+        return "char", f"{note}; using char tokenization"
+    return "13a", note
+
+
+def metric_name(tokenize: str) -> str:
+    return f"spbleu_{tokenize}" if tokenize.startswith("flores") else f"bleu_{tokenize}"
+
+
+def check_lines(hyps: list[str], refs: list[list[str]], *, hyp_path: str | None = None,
+                ref_paths: list[str] | None = None, allow_empty: bool = False) -> None:
+    """Line counts must match and the hypothesis must not be empty: a one-line error otherwise.
+
+    ``allow_empty``: a model that outputs nothing is a (bad) result to score, not a user error.
+    """
+    if not allow_empty and (not hyps or all(not h.strip() for h in hyps)):
+        raise DataError("hypothesis file is empty", path=hyp_path)
+    for i, ref in enumerate(refs):
+        if len(ref) != len(hyps):
+            where = ref_paths[i] if ref_paths else None
+            raise DataError(
+                f"reference has {len(ref)} lines but the hypothesis has {len(hyps)}"
+                + (f" ({hyp_path})" if hyp_path else ""),
+                path=where,
+            )
+
+
+def bleu(hyps: list[str], refs: list[list[str]], tokenize: str, note: str | None = None) -> Score:
+    from sacrebleu.metrics import BLEU
+
+    try:
+        metric = BLEU(tokenize=tokenize)
+    except RuntimeError as err:  # missing optional tokenizer dependency
+        raise ConfigError(f"BLEU tokenizer '{tokenize}' is not usable: {' '.join(str(err).split())}") from None
+    res = metric.corpus_score(hyps, refs)
+    return Score(metric_name(tokenize), res.score, str(metric.get_signature()), note,
+                 {"bp": round(res.bp, 4), "sys_len": res.sys_len, "ref_len": res.ref_len})
+
+
+def chrf(hyps: list[str], refs: list[list[str]], word_order: int = 2) -> Score:
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF(word_order=word_order)
+    res = metric.corpus_score(hyps, refs)
+    return Score("chrf++" if word_order == 2 else "chrf", res.score, str(metric.get_signature()))
+
+
+def comet(srcs: list[str], hyps: list[str], refs: list[str], model_path: str, batch_size: int = 16) -> Score:
+    """COMET from a *local* checkpoint (unbabel-comet must be installed); never downloads."""
+    try:
+        from comet import load_from_checkpoint
+    except ImportError:
+        raise ConfigError("--comet-model needs unbabel-comet: pip install unbabel-comet") from None
+    p = Path(model_path)
+    ckpt = p if p.is_file() else p / "checkpoints" / "model.ckpt"
+    if not ckpt.is_file():
+        raise ConfigError("no COMET checkpoint (expected a .ckpt file or DIR/checkpoints/model.ckpt)", path=p)
+    model = load_from_checkpoint(str(ckpt))
+    data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(srcs, hyps, refs)]
+    gpus = 1 if _cuda() else 0
+    out = model.predict(data, batch_size=batch_size, gpus=gpus, progress_bar=False)
+    return Score("comet", float(out.system_score) * 100, f"comet:{p.name}|unbabel-comet")
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def score_translation(
+    hyps: list[str],
+    refs: list[list[str]],
+    tgt_lang: str,
+    *,
+    policy: str = "field",
+    spm: str | None = "flores101",
+    tokenize: str | None = None,
+    srcs: list[str] | None = None,
+    comet_model: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """BLEU (target-appropriate tokenizer), chrF++ (or chrF for WMT22) and optional COMET, as dicts."""
+    check_lines(hyps, refs, allow_empty=True)
+    if tokenize is None:
+        tokenize, note = choose_bleu_tokenizer(tgt_lang, policy, spm)
+    else:
+        note = None
+    out = {"bleu": bleu(hyps, refs, tokenize, note).to_dict()}
+    out["chrf"] = chrf(hyps, refs, word_order=0 if policy == "wmt22" else 2).to_dict()
+    if comet_model:
+        if srcs is None:
+            raise BaylingError("COMET needs the source sentences")
+        out["comet"] = comet(srcs, hyps, refs[0], comet_model).to_dict()
+    return out
+
+
+def read_lines(path: str | Path, what: str = "file") -> list[str]:
+    """Read a line-per-segment text file (UTF-8) with one-line errors for missing/undecodable files."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} not found", path=p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = text_line_of_offset(p, err.start)
+        raise DataError("invalid UTF-8", path=p, line=line) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r") for ln in lines]
+
+
+def text_line_of_offset(path: Path, offset: int) -> int:
+    return path.read_bytes()[:offset].count(b"\n") + 1
+

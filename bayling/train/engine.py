@@ -1,0 +1,186 @@
+"""DeepSpeed setup: fill the "auto" values of deepspeed_configs/*.json, load the model, build the engine.
+
+Why the JSON files keep "auto" placeholders: the batch geometry, precision and optimizer settings must come
+from ONE place (the training config), otherwise a run silently trains with a JSON value that disagrees
+with what ``--print-config`` shows. Every "auto" left after filling is an error naming its key.
+
+ZeRO-3 loading: ``transformers.integrations.HfDeepSpeedConfig`` must exist (and stay referenced: transformers
+holds only a weak reference) BEFORE ``from_pretrained``; transformers then creates each parameter already
+partitioned (``deepspeed.zero.Init``), so no rank ever holds the full model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bayling.errors import ConfigError
+from bayling.train.config import ZERO_CONFIGS, TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass
+class EngineBundle:
+    """The engine plus what must stay alive with it (the ZeRO-3 HfDeepSpeedConfig reference)."""
+
+    engine: Any
+    ds_config: dict
+    hf_ds_config: Any
+    n_params: int
+    zero_stage: int
+
+
+def on_cpu() -> bool:
+    """True when DeepSpeed's accelerator is the CPU (no CUDA/XPU/...)."""
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
+def prepare_deepspeed_for_cpu() -> None:
+    """Skip the ~20 s shm-comm JIT build and keep JIT caches in the repo (see NOTES-stack.md)."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO_ROOT / ".cache" / "torch_extensions"))
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def check_dtype_supported(cfg: TrainConfig) -> None:
+    """fp16 needs a GPU: DeepSpeed refuses it on CPU with an assertion deep in init, so fail first."""
+    if cfg.dtype == "fp16" and on_cpu():
+        raise ConfigError("fp16 is not supported on CPU; use dtype=bf16 or dtype=fp32", field="dtype")
+
+
+def ds_template_path(cfg: TrainConfig) -> Path:
+    """``deepspeed_config`` if given, else the shipped JSON for ``zero`` (CWD first, then the repo)."""
+    name = cfg.deepspeed_config or str(Path("deepspeed_configs") / ZERO_CONFIGS[str(cfg.zero)])
+    for cand in (Path(name), REPO_ROOT / name):
+        if cand.is_file():
+            return cand
+    raise ConfigError("DeepSpeed config file not found", path=name, field="deepspeed_config")
+
+
+def load_ds_template(cfg: TrainConfig) -> dict:
+    path = ds_template_path(cfg)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"invalid JSON: {err.msg}", path=path, line=err.lineno) from None
+
+
+def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool) -> dict[str, Any]:
+    """The value each "auto" key gets, by dotted path (HF's choices for the bucket sizes)."""
+    ga = cfg.resolved_grad_accum(world_size)
+    # HF's hidden^2 bucket rule, floored: tiny models would otherwise issue thousands of tiny collectives.
+    bucket = max(hidden_size * hidden_size, 50_000_000)
+    return {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": ga,
+        "train_batch_size": cfg.micro_batch * ga * world_size,
+        "gradient_clipping": cfg.optim.grad_clip,
+        "bf16.enabled": cfg.dtype == "bf16",
+        "fp16.enabled": cfg.dtype == "fp16",
+        "optimizer.params.lr": cfg.optim.lr,
+        "optimizer.params.betas": list(cfg.optim.betas),
+        "optimizer.params.eps": cfg.optim.eps,
+        "optimizer.params.weight_decay": cfg.optim.weight_decay,
+        "optimizer.params.torch_adam": cpu,
+        "zero_optimization.reduce_bucket_size": bucket,
+        "zero_optimization.allgather_bucket_size": bucket,
+        "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * bucket),
+        "zero_optimization.stage3_param_persistence_threshold": 10 * hidden_size,
+    }
+
+
+def fill_auto(template: dict, values: dict[str, Any], source: str = "deepspeed config") -> dict:
+    """Replace every "auto" by ``values[dotted.key]``; an "auto" without a value is an error."""
+    out = copy.deepcopy(template)
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, val in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(val, dict):
+                walk(val, dotted + ".")
+            elif val == "auto":
+                if dotted not in values:
+                    raise ConfigError("no training-config value fills this \"auto\"", path=source, field=dotted)
+                node[key] = values[dotted]
+
+    walk(out, "")
+    return out
+
+
+def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int) -> dict:
+    """The DeepSpeed config this run uses (stored in OUT/ds_config.json)."""
+    cpu = on_cpu()
+    ds = fill_auto(load_ds_template(cfg), auto_values(cfg, world_size, hidden_size, cpu),
+                   source=str(ds_template_path(cfg)))
+    if cpu:
+        for key in ("offload_optimizer", "offload_param"):
+            ds.get("zero_optimization", {}).pop(key, None)  # DeepSpeedCPUAdam would JIT-build; no gain on CPU
+    return ds
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float, min_lr_ratio: float):
+    """Linear warm-up to 1, then cosine to ``min_lr_ratio``, as a factor of the peak lr."""
+    warmup = int(math.ceil(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def load_model(model_dir: str, cfg: TrainConfig, ds_config: dict):
+    """Load the HF model; under ZeRO-3 the HfDeepSpeedConfig (returned, keep it) partitions it on load."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import HfDeepSpeedConfig
+
+    stage = ds_config.get("zero_optimization", {}).get("stage", 0)
+    hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation
+    )
+    model.config.use_cache = False
+    if cfg.model.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, hf_ds
+
+
+def count_params(model) -> int:
+    """Full parameter count, also under ZeRO-3 (partitioned params carry ``ds_numel``)."""
+    return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
+
+
+def build_engine(cfg: TrainConfig, model_dir: str, world_size: int, total_steps: int) -> EngineBundle:
+    """deepspeed.initialize with the filled config and a client cosine schedule (saved in checkpoints)."""
+    import deepspeed
+    import torch
+    from transformers import AutoConfig
+
+    hidden = int(getattr(AutoConfig.from_pretrained(model_dir), "hidden_size", 4096))
+    ds_config = build_ds_config(cfg, world_size, hidden)
+    model, hf_ds = load_model(model_dir, cfg, ds_config)
+    schedule = lr_lambda(total_steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=ds_config,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+    )
+    stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
+    return EngineBundle(engine, ds_config, hf_ds, count_params(model), stage)

@@ -1,0 +1,247 @@
+"""The training loop around the DeepSpeed engine: :func:`train` is the whole loop, on one screen.
+
+Loss normalisation (burn #6 of REFERENCE.md). The loss of an optimizer step is
+
+    L = (sum of token cross-entropies over every micro-batch of every rank) / T,
+
+T = target tokens of the WHOLE step (all gradient-accumulation micro-batches, all data-parallel ranks),
+known before the step from the deterministic plan (``packing.step_target_tokens``). DeepSpeed would
+otherwise (a) divide each micro-batch loss by GA in ``engine.backward`` and (b) AVERAGE gradients over the
+W ranks. So each micro-batch backpropagates ``loss_sum * W / T`` with ``scale_wrt_gas=False``: (a) is
+switched off and the factor W cancels (b), giving exactly dL/dθ. Hence micro-batch 4 x GA 1, micro-batch
+1 x GA 4 and 2 ranks x GA 2 give the same update (tests/train/test_loss_norm.py).
+
+Stopping. SIGUSR1/SIGTERM only set a flag; the flag is summed over ranks with the step's statistics (one
+collective per step), so every rank finishes the same step, saves the same checkpoint and exits together.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from bayling.train import checkpoint as ckpt
+from bayling.train.packing import (
+    IGNORE_INDEX,
+    bin_target_counts,
+    causal_lm_loss_sum,
+    collate_packed,
+    collate_padded,
+    pack_best_fit_decreasing,
+    plan_steps,
+    step_target_tokens,
+)
+
+DONE, STOPPED, NONFINITE = "done", "stopped", "nonfinite"
+# Exit codes (documented in docs/training.md): a signal stop is a SUCCESSFUL exit (0) because torchrun and
+# the deepspeed launcher turn any non-zero worker code into a generic failure; OUT/REQUEUE tells them apart.
+EXIT_CODES = {DONE: 0, STOPPED: 0, NONFINITE: 3}
+
+_STOP = {"signal": None}
+
+
+def install_signal_handlers() -> None:
+    """SIGUSR1 (Slurm's --signal) and SIGTERM (scancel, torchrun shutdown): finish the step, save, exit."""
+
+    def handler(signum, _frame) -> None:
+        _STOP["signal"] = signal.Signals(signum).name
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+@dataclass
+class DataPlan:
+    """Bins of the token cache and the deterministic per-epoch step plans (cached per epoch)."""
+
+    cache: Any
+    bins: list[list[int]]
+    bin_targets: np.ndarray
+    micro_batch: int
+    grad_accum: int
+    world_size: int
+    seed: int
+    max_length: int
+    packing: bool
+    attn_implementation: str
+    mask_dtype: torch.dtype
+    _plans: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cache, *, packing: bool, max_length: int, **kw) -> DataPlan:
+        bins = pack_best_fit_decreasing(cache.lengths, max_length) if packing else [[i] for i in range(len(cache))]
+        return cls(cache, bins, bin_target_counts(bins, cache.n_targets), max_length=max_length,
+                   packing=packing, **kw)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.plan(0))
+
+    def plan(self, epoch: int):
+        if epoch not in self._plans:
+            self._plans = {epoch: plan_steps(self.bins, self.micro_batch, self.grad_accum, self.world_size,
+                                             self.seed, epoch)}
+        return self._plans[epoch]
+
+    def step(self, global_step: int):
+        spe = self.steps_per_epoch
+        return self.plan(global_step // spe)[global_step % spe]
+
+    def collate(self, bin_ids: list[int]):
+        if self.packing:
+            return collate_packed(self.cache, [self.bins[b] for b in bin_ids], self.max_length,
+                                  self.attn_implementation, self.mask_dtype)
+        return collate_padded(self.cache, [self.bins[b][0] for b in bin_ids])
+
+
+def token_loss_sum(engine, batch) -> torch.Tensor:
+    """Sum (not mean) of next-token cross-entropies over target tokens, in fp32, with logits computed only
+    at target positions (the vocabulary projection dominates small models and Llama-3's 128k vocab)."""
+    return causal_lm_loss_sum(engine, batch)
+
+
+def run_step(engine, batches: list, step_targets: int, world_size: int) -> tuple[torch.Tensor, int, int]:
+    """One optimizer step over this rank's micro-batches; returns (local loss sum, real, slot tokens)."""
+    scale = world_size / step_targets
+    local = torch.zeros((), dtype=torch.float64)
+    real = slots = 0
+    for batch in batches:
+        loss_sum = token_loss_sum(engine, batch)
+        engine.backward(loss_sum * scale, scale_wrt_gas=False)
+        engine.step()
+        local += loss_sum.detach().double().cpu()
+        real += batch.n_real_tokens
+        slots += batch.input_ids.numel()
+    return local, real, slots
+
+
+def reduce_step(local_loss: torch.Tensor, real: int, slots: int) -> tuple[float, int, int, bool]:
+    """All-reduce (loss sum, tokens, stop flag) in ONE collective; every rank gets the same answer."""
+    stop = 1.0 if _STOP["signal"] else 0.0
+    t = torch.tensor([float(local_loss), float(real), float(slots), stop], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0]), int(t[1]), int(t[2]), bool(t[3] > 0)
+
+
+@torch.no_grad()
+def evaluate(engine, valid_plan: DataPlan | None, rank: int, world_size: int,
+             limit: int | None) -> tuple[float, int] | None:
+    """(token-weighted validation loss, target tokens). Every rank runs the same number of forwards
+    (ZeRO-3 gathers parameters collectively inside forward)."""
+    if valid_plan is None or not valid_plan.bins:
+        return None
+    mb = valid_plan.micro_batch
+    n_batches = math.ceil(len(valid_plan.bins) / (world_size * mb))
+    if limit:
+        n_batches = min(n_batches, limit)
+    engine.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    for k in range(n_batches):
+        ids = list(range((k * world_size + rank) * mb, (k * world_size + rank + 1) * mb))
+        real_ids = [i for i in ids if i < len(valid_plan.bins)]
+        batch = valid_plan.collate(real_ids or [0]).to(engine.device)
+        loss_sum = token_loss_sum(engine, batch).double().cpu()
+        if real_ids:  # a rank past the end still runs the forward (collectives), but adds nothing
+            total += torch.stack([loss_sum, torch.tensor(float(batch.labels[:, 1:].ne(IGNORE_INDEX).sum()))])
+    engine.train()
+    dist.all_reduce(total)
+    return (float(total[0] / total[1]), int(total[1])) if total[1] > 0 else None
+
+
+@dataclass
+class LoopContext:
+    """Everything :func:`train` needs, set up by bayling.cli.train."""
+
+    bundle: Any
+    plan: DataPlan
+    valid_plan: DataPlan | None
+    logger: Any
+    out: Path
+    rank: int
+    world_size: int
+    start_step: int
+    total_steps: int
+    save_every: int
+    keep_last: int
+    eval_every: int
+    eval_batches: int | None
+    log_every: int
+    state_extra: dict
+
+
+def _state(ctx: LoopContext, step: int) -> dict:
+    return {"step": step, "epoch": step // ctx.plan.steps_per_epoch, **ctx.state_extra}
+
+
+def save(ctx: LoopContext, step: int, **kw) -> Path:
+    return ckpt.save_checkpoint(ctx.bundle.engine, ctx.out / "checkpoints", step, _state(ctx, step),
+                                rank=ctx.rank, keep_last=ctx.keep_last, **kw)
+
+
+def train(ctx: LoopContext) -> str:
+    """The loop. Returns DONE, STOPPED (signal; checkpoint + OUT/REQUEUE) or NONFINITE (NaN/inf loss)."""
+    engine, plan = ctx.bundle.engine, ctx.plan
+    engine.train()
+    if ctx.eval_every and ctx.start_step == 0:  # the baseline every later val_loss is compared against
+        val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+        if val is not None:
+            ctx.logger.log_eval(0, *val)
+    for step in range(ctx.start_step, ctx.total_steps):
+        t0, lr = time.time(), engine.get_lr()[0]  # the lr this step uses (read before the scheduler moves)
+        sched = plan.step(step)
+        targets = step_target_tokens(sched, plan.bin_targets)
+        batches = [plan.collate(mb).to(engine.device) for mb in sched.micro_batches[ctx.rank]]
+        local, real, slots = run_step(engine, batches, targets, ctx.world_size)
+        loss_sum, real, slots, stop = reduce_step(local, real, slots)
+        done = step + 1
+        loss = loss_sum / targets
+        record = ctx.logger.step_record(
+            done, loss=loss, lr=lr, grad_norm=_grad_norm(engine), real_tokens=real,
+            slot_tokens=slots, target_tokens=targets, seconds=time.time() - t0, epoch=sched.epoch)
+        ctx.logger.log(record, write=done % ctx.log_every == 0 or done == ctx.total_steps or stop)
+        if not math.isfinite(loss):
+            path = save(ctx, done, update_latest=False, tag=f"nonfinite-{ckpt.tag_for(done)}")
+            return _nonfinite(ctx, done, loss, path)
+        if ctx.eval_every and (done % ctx.eval_every == 0 or done == ctx.total_steps):
+            val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+            if val is not None:
+                ctx.logger.log_eval(done, *val)
+        if done % ctx.save_every == 0 or done == ctx.total_steps or stop:
+            path = save(ctx, done)
+        if stop:
+            return _stopped(ctx, done, path)
+    return DONE
+
+
+def _grad_norm(engine) -> float | None:
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        return None
+    return float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+
+
+def _nonfinite(ctx: LoopContext, step: int, loss: float, path: Path) -> str:
+    if ctx.rank == 0:
+        good = ckpt.find_resume(ctx.out / "checkpoints", "auto")
+        ctx.logger.message(
+            f"bayling-train: error: non-finite loss ({loss}) at step {step}; state saved to {path}; "
+            f"--resume auto restarts from the last good checkpoint ({good}); lower optim.lr or check the data")
+    return NONFINITE
+
+
+def _stopped(ctx: LoopContext, step: int, path: Path) -> str:
+    if ctx.rank == 0:
+        ckpt.write_requeue_marker(ctx.out, {"signal": _STOP["signal"] or "peer", "step": step,
+                                            "checkpoint": str(path)})
+        ctx.logger.message(
+            f"bayling-train: stopped by {_STOP['signal'] or 'a signal on another rank'} after step {step}; "
+            f"checkpoint {path}; rerun with --resume auto to continue")
+    return STOPPED

@@ -1,0 +1,291 @@
+"""Packing: best-fit-decreasing bins, a deterministic step plan, and collates with attention isolation.
+
+Why packing: padding to the longest sample wastes most of a batch on SFT data (short answers next to
+long ones); BFD fills max-length rows to ~99%. Packed samples must not see each other (burn #5), so:
+
+- position ids restart at 0 for every sample (RoPE sees each sample as if alone);
+- ``attn_implementation`` "sdpa"/"eager": a 4D block-diagonal causal mask ``[B, 1, L, L]`` (bool, True =
+  attend, for sdpa; additive float 0 / dtype-min for eager). transformers 5
+  ``masking_utils._preprocess_mask_arguments`` returns a 4D mask as-is, so it reaches the kernels untouched;
+- "flash_attention_2"/"flash_attention_3": the micro-batch is flattened to ONE row ``[1, T]`` without
+  padding and ``cu_seq_lens_q/k`` + ``max_length_q/k`` kwargs select flash-attn's varlen kernel (the
+  path of transformers' ``DataCollatorWithFlattening``).
+  Note: with a 2D ``attention_mask`` transformers does NOT infer packing from position ids, which is
+  why the tests' negative control (plain causal mask) leaks.
+- labels are unshifted (HF shifts inside the loss) and -100 on pad and on the first token of every
+  sample, so no sample is trained to predict the next sample's first token.
+
+Loss normalisation (burn #6): the loop divides the summed token loss by the number of target tokens of
+the WHOLE optimizer step across gradient accumulation and ranks. ``plan_steps`` fixes in advance which
+bins every rank sees in every step (deterministic in seed/epoch, so a resumed run continues at the exact
+step), and ``step_target_tokens`` gives that denominator without any communication.
+
+Public API::
+
+    bins = pack_best_fit_decreasing(cache.lengths, max_length)          # list[list[int]] (sample idx)
+    packing_efficiency(cache.lengths, bins, max_length) -> float
+    plan = plan_steps(bins, micro_batch, grad_accum, world_size, seed, epoch)   # list[Step]
+    plan[k].micro_batches[rank][j] -> list of bin indices for micro-batch j of rank `rank`
+    bin_targets = bin_target_counts(bins, cache.n_targets)
+    step_target_tokens(plan[k], bin_targets) -> int                    # across GA and ranks
+    batch = collate_packed(cache, [bins[b] for b in mb], max_length, attn_implementation="sdpa")
+    model(**batch.model_inputs())  # input_ids, labels, position_ids, attention_mask / cu_seq_lens_*
+    collate_padded(cache, sample_indices) -> Batch                      # unpacked baseline
+    loss_sum = causal_lm_loss_sum(model_or_engine, batch)  # summed token CE, logits only where needed
+
+The loop should compute its loss with ``causal_lm_loss_sum`` (same value and gradients as full logits,
+tested) rather than full logits: it skips the vocabulary projection on prompt tokens (~half of SFT tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+FLASH_IMPLS = ("flash_attention_2", "flash_attention_3")
+
+
+def pack_best_fit_decreasing(lengths: Sequence[int] | np.ndarray, max_length: int) -> list[list[int]]:
+    """Bins of sample indices, each with total length <= ``max_length``; deterministic (ties by index).
+
+    For each sample (longest first) choose the fullest bin that still fits it; bins are found through
+    per-free-space stacks and a "non-empty" bitmap, O(n * max_length / SIMD) in practice.
+    """
+    lens = np.asarray(lengths, dtype=np.int64)
+    if len(lens) and (lens.max() > max_length or lens.min() < 1):
+        raise ValueError(f"sample lengths must be in [1, {max_length}] to pack (max is {lens.max()})")
+    order = np.argsort(-lens, kind="stable")
+    free: list[list[int]] = [[] for _ in range(max_length + 1)]  # free space -> stack of bin ids
+    nonempty = np.zeros(max_length + 1, dtype=bool)
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for idx in order.tolist():
+        n = int(lens[idx])
+        hit = int(np.argmax(nonempty[n:])) + n if nonempty[n:].any() else -1
+        if hit < 0:
+            b = len(bins)
+            bins.append([idx])
+            space.append(max_length - n)
+        else:
+            b = free[hit].pop()
+            if not free[hit]:
+                nonempty[hit] = False
+            bins[b].append(idx)
+            space[b] -= n
+        if space[b] > 0:
+            free[space[b]].append(b)
+            nonempty[space[b]] = True
+    return bins
+
+
+def packing_efficiency(lengths: Sequence[int] | np.ndarray, bins: list[list[int]], max_length: int) -> float:
+    """Real tokens / (bins * max_length): the fraction of a packed batch that is not padding."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    used = sum(int(lens[b].sum()) for b in bins)
+    return used / (len(bins) * max_length) if bins else 0.0
+
+
+@dataclass
+class Step:
+    """One optimizer step: ``micro_batches[rank][j]`` = bin indices of micro-batch j on that rank."""
+
+    epoch: int
+    index: int
+    micro_batches: list[list[list[int]]]
+
+    def bins(self) -> list[int]:
+        return [b for rank in self.micro_batches for mb in rank for b in mb]
+
+
+def plan_steps(
+    bins: Sequence[Sequence[int]] | int,
+    micro_batch: int,
+    grad_accum: int,
+    world_size: int,
+    seed: int,
+    epoch: int,
+) -> list[Step]:
+    """Deterministic per-epoch plan: shuffle bins (seed, epoch), deal them into optimizer steps.
+
+    Every rank gets exactly ``grad_accum`` micro-batches per step (DeepSpeed needs equal micro-steps);
+    a last partial step deals its bins round-robin so micro-batches may hold fewer than ``micro_batch``
+    bins (exact because the loss is normalised by target tokens, not by batch size). Bins left after
+    that (fewer than ``grad_accum * world_size``) are skipped this epoch; the shuffle changes per epoch.
+    """
+    if min(micro_batch, grad_accum, world_size) < 1:
+        raise ValueError("micro_batch, grad_accum and world_size must be >= 1")
+    n_bins = bins if isinstance(bins, int) else len(bins)
+    perm = np.random.default_rng([seed, epoch]).permutation(n_bins).tolist()
+    slots = grad_accum * world_size
+    per_step = micro_batch * slots
+    steps: list[Step] = []
+    for start in range(0, n_bins, per_step):
+        chunk = perm[start : start + per_step]
+        if len(chunk) < slots:
+            break
+        mbs: list[list[list[int]]] = [[[] for _ in range(grad_accum)] for _ in range(world_size)]
+        for k, b in enumerate(chunk):  # round-robin over (rank, micro-step) slots
+            slot = k % slots
+            mbs[slot % world_size][slot // world_size].append(b)
+        steps.append(Step(epoch, len(steps), mbs))
+    return steps
+
+
+def bin_target_counts(bins: Sequence[Sequence[int]], n_targets: np.ndarray) -> np.ndarray:
+    """Target tokens per bin (``n_targets`` per sample comes from the cache)."""
+    nt = np.asarray(n_targets, dtype=np.int64)
+    return np.asarray([int(nt[list(b)].sum()) for b in bins], dtype=np.int64)
+
+
+def step_target_tokens(step: Step, bin_targets: np.ndarray, rank: int | None = None) -> int:
+    """Target tokens of the whole step (all ranks, all micro-batches), or of one rank's share."""
+    ranks = step.micro_batches if rank is None else [step.micro_batches[rank]]
+    return int(sum(int(bin_targets[b]) for r in ranks for mb in r for b in mb))
+
+
+@dataclass
+class Batch:
+    """Tensors for one micro-batch; ``model_inputs()`` is what to pass to the HF model."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    seq_ids: torch.Tensor | None = None  # sample number of each token (-1 on pad), for per-sample metrics
+    extra: dict = field(default_factory=dict)  # flash varlen kwargs
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+    @property
+    def n_real_tokens(self) -> int:
+        return int((self.seq_ids >= 0).sum()) if self.seq_ids is not None else self.input_ids.numel()
+
+    def model_inputs(self, with_labels: bool = True) -> dict:
+        out = {"input_ids": self.input_ids}
+        if with_labels:
+            out["labels"] = self.labels
+        for k in ("position_ids", "attention_mask"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        out.update(self.extra)
+        return out
+
+    def to(self, device) -> Batch:
+        mv = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return Batch(mv(self.input_ids), mv(self.labels), mv(self.position_ids), mv(self.attention_mask),
+                     mv(self.seq_ids), {k: mv(v) for k, v in self.extra.items()})
+
+
+def _sample_labels(cache, i: int) -> tuple[np.ndarray, np.ndarray]:
+    ids, labels = cache.get(i)
+    labels = labels.copy()
+    labels[0] = IGNORE_INDEX  # never predict a sample's first token from the previous sample
+    return ids, labels
+
+
+def block_causal_mask(
+    seq_ids: torch.Tensor, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """[B, 1, L, L] mask: token q sees token k iff same sample and k <= q.
+
+    Bool (True = attend) for "sdpa", the format transformers' own sdpa masks use, so it works for any
+    compute dtype; additive float (0 / dtype-min, ``dtype`` = compute dtype) for "eager".
+    Padding (seq id -1) only sees padding, never a sample, and a sample never sees later padding.
+    """
+    L = seq_ids.shape[1]
+    allowed = (seq_ids[:, :, None] == seq_ids[:, None, :]) & torch.ones(L, L, dtype=torch.bool).tril()[None]
+    if attn_implementation == "sdpa":
+        return allowed[:, None]
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def collate_packed(
+    cache,
+    bins: Sequence[Sequence[int]],
+    max_length: int,
+    attn_implementation: str = "sdpa",
+    mask_dtype: torch.dtype = torch.float32,
+) -> Batch:
+    """One micro-batch of packed bins -> Batch (``mask_dtype``: the compute dtype, used by "eager" only)."""
+    pad_id = int(cache.pad_id)
+    rows_ids, rows_lab, rows_pos, rows_seq = [], [], [], []
+    seq = 0
+    for b in bins:
+        parts = [_sample_labels(cache, i) for i in b]
+        ids = np.concatenate([p[0] for p in parts])
+        lab = np.concatenate([p[1] for p in parts])
+        pos = np.concatenate([np.arange(len(p[0])) for p in parts])
+        sid = np.concatenate([np.full(len(p[0]), seq + k) for k, p in enumerate(parts)])
+        seq += len(parts)
+        if len(ids) > max_length:
+            raise ValueError(f"bin of {len(ids)} tokens exceeds max_length {max_length}")
+        rows_ids.append(ids), rows_lab.append(lab), rows_pos.append(pos), rows_seq.append(sid)
+    if attn_implementation in FLASH_IMPLS:
+        return _flatten(rows_ids, rows_lab, rows_pos, rows_seq)
+    B = len(rows_ids)
+    out_ids = torch.full((B, max_length), pad_id, dtype=torch.long)
+    out_lab = torch.full((B, max_length), IGNORE_INDEX, dtype=torch.long)
+    out_pos = torch.zeros((B, max_length), dtype=torch.long)
+    out_seq = torch.full((B, max_length), -1, dtype=torch.long)
+    for r in range(B):
+        n = len(rows_ids[r])
+        out_ids[r, :n] = torch.from_numpy(rows_ids[r])
+        out_lab[r, :n] = torch.from_numpy(rows_lab[r])
+        out_pos[r, :n] = torch.from_numpy(rows_pos[r])
+        out_pos[r, n:] = torch.arange(max_length - n)
+        out_seq[r, :n] = torch.from_numpy(rows_seq[r])
+    mask = block_causal_mask(out_seq, attn_implementation, mask_dtype)
+    return Batch(out_ids, out_lab, out_pos, mask, out_seq)
+
+
+def _flatten(rows_ids, rows_lab, rows_pos, rows_seq) -> Batch:
+    """Flash-attention varlen: one row, no padding, cumulative sequence lengths per sample."""
+    ids = np.concatenate(rows_ids)
+    pos = np.concatenate(rows_pos)
+    starts = np.nonzero(pos == 0)[0]
+    cu = torch.tensor(np.append(starts, len(ids)), dtype=torch.int32)
+    max_len = int(np.diff(cu.numpy()).max())
+    extra = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max_len, "max_length_k": max_len}
+    t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))[None]  # noqa: E731
+    return Batch(t(ids), t(np.concatenate(rows_lab)), t(pos), None, t(np.concatenate(rows_seq)), extra)
+
+
+def collate_padded(cache, sample_indices: Sequence[int], pad_to: int | None = None) -> Batch:
+    """Unpacked baseline: one sample per row, right-padded to the longest (or ``pad_to``), 2D mask."""
+    pairs = [cache.get(i) for i in sample_indices]
+    L = pad_to or max(len(p[0]) for p in pairs)
+    B = len(pairs)
+    ids = torch.full((B, L), int(cache.pad_id), dtype=torch.long)
+    lab = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
+    att = torch.zeros((B, L), dtype=torch.long)
+    seq = torch.full((B, L), -1, dtype=torch.long)
+    for r, (i, lb) in enumerate(pairs):
+        n = len(i)
+        ids[r, :n], lab[r, :n], att[r, :n], seq[r, :n] = torch.from_numpy(i), torch.from_numpy(lb), 1, r
+    return Batch(ids, lab, None, att, seq)
+
+
+def causal_lm_loss_sum(model, batch: Batch) -> torch.Tensor:
+    """Sum of next-token cross-entropies (fp32) over the batch's targets, computing logits ONLY there.
+
+    Why: the vocabulary projection and the fp32 softmax dominate small models and cost Llama-3 (128k vocab)
+    gigabytes; prompt tokens (~40% of SFT tokens) need no logits. transformers 5 accepts a boolean
+    ``logits_to_keep`` of shape [B, L] and returns the kept positions' logits flattened (row-major), so the
+    targets are ``labels[:, 1:]`` at the same mask. Same value and gradients as the full-logit loss.
+    Works with a DeepSpeed engine (kwargs pass through to the HF model).
+    """
+    keep = torch.zeros_like(batch.labels, dtype=torch.bool)
+    keep[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
+    targets = batch.labels[:, 1:][keep[:, :-1]]
+    logits = model(**batch.model_inputs(with_labels=False), logits_to_keep=keep).logits
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")

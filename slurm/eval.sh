@@ -1,0 +1,47 @@
+#!/bin/bash
+# Evaluate a model with bayling-eval on one GPU node; every argument goes to bayling-eval.
+#
+#   sbatch slurm/eval.sh --suite flores --model runs/train/llama2_13b/final --out runs/eval/flores
+#   sbatch slurm/eval.sh --suite wmt22 --model DIR --wmt-dir /data/wmt22 --out runs/eval/wmt22
+#   bash slurm/eval.sh --dry-run --suite knowledge --model DIR --out runs/eval/knowledge
+#
+# Evaluation is resumable (finished directions are skipped on a rerun), so the job is requeueable: a
+# preempted or requeued job continues where it stopped. Edit --partition/--account/--gpus/--time for your
+# cluster (docs/slurm.md). Environment: PYTHON (interpreter), DRY_RUN=1 (same as --dry-run).
+#SBATCH --job-name=bayling-eval
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --time=12:00:00
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=logs/%x-%j.out
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root=""
+for cand in "${BAYLING_ROOT:-}" "$here/.." "${SLURM_SUBMIT_DIR:-}" "$PWD"; do
+  if [[ -n "$cand" && -f "$cand/slurm/common.sh" ]]; then root="$(cd "$cand" && pwd)"; break; fi
+done
+[[ -n "$root" ]] || { echo "eval.sh: error: cannot find the checkout; submit from its root or set BAYLING_ROOT" >&2; exit 2; }
+# shellcheck source=slurm/common.sh
+source "$root/slurm/common.sh"
+bayling_setup_env "$root"
+
+dry_run="${DRY_RUN:-0}"
+args=()
+for arg in "$@"; do
+  if [[ "$arg" == "--dry-run" ]]; then dry_run=1; else args+=("$arg"); fi
+done
+cmd=("$PYTHON" -m bayling.cli.evaluate "${args[@]}")
+if [[ "$dry_run" == "1" ]]; then
+  printf '%q ' "${cmd[@]}"
+  echo
+  exit 0
+fi
+echo "== $(date -u '+%F %T') job ${SLURM_JOB_ID:-local} (restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
+if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+  exec srun --ntasks=1 "${cmd[@]}"
+fi
+exec "${cmd[@]}"

@@ -1,0 +1,104 @@
+"""The exported tokenizer renders and tokenises exactly what training saw (real Llama-2 / Llama-3 tokenizers).
+
+For every template and conversation: the tokenizer saved with ``install_template`` + ``save_pretrained``
+and reloaded gives, through ``apply_chat_template``, the same text and the same ids as training; the
+labels are exactly the assistant turns plus their closing stop token; and each generation prompt ends
+exactly where a labelled answer starts, so inference continues where training taught the model to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayling.templates import get_template, install_template, render_for_tokenizer, stop_token_ids
+from bayling.tokenizer import load_tokenizer
+from bayling.train.tokenize import tokenize_conversation
+
+SYSTEM_ZH = "你是一个乐于助人的翻译助手。"
+CONVERSATIONS = {
+    "single_en": [
+        {"role": "user", "content": "Give three tips for staying healthy."},
+        {"role": "assistant", "content": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Get enough sleep."},
+    ],
+    "multi_zh_system": [
+        {"role": "system", "content": SYSTEM_ZH},
+        {"role": "user", "content": "Provide the Chinese translation for this sentence: The cat sat on the mat."},
+        {"role": "assistant", "content": "猫坐在垫子上。"},
+        {"role": "user", "content": "再翻译成德语。"},
+        {"role": "assistant", "content": "Die Katze saß auf der Matte."},
+        {"role": "user", "content": "Thanks! 谢谢"},
+        {"role": "assistant", "content": "不客气。You're welcome."},
+    ],
+}
+CASES = [("llama2", "bayling"), ("llama2", "llama2-chat"), ("llama3", "bayling3")]
+CLOSING = {"bayling": "</s>", "llama2-chat": "</s>", "bayling3": "<|eot_id|>"}
+
+
+@pytest.fixture(scope="module")
+def base_tokenizers(llama2_tokenizer_dir, llama3_tokenizer_dir):
+    return {"llama2": load_tokenizer(str(llama2_tokenizer_dir)), "llama3": load_tokenizer(str(llama3_tokenizer_dir))}
+
+
+@pytest.fixture(scope="module")
+def exported(base_tokenizers, tmp_path_factory):
+    """(training tokenizer, tokenizer reloaded from the export) for every case."""
+    from transformers import AutoTokenizer
+
+    out = {}
+    for tok_name, tpl_name in CASES:
+        tok = base_tokenizers[tok_name]
+        install_template(tok, get_template(tpl_name))
+        d = tmp_path_factory.mktemp(f"{tok_name}-{tpl_name}")
+        tok.save_pretrained(d)
+        out[(tok_name, tpl_name)] = (tok, AutoTokenizer.from_pretrained(d))  # training renders in Python
+    return out
+
+
+def label_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]))
+
+
+@pytest.mark.parametrize("conv", list(CONVERSATIONS))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+def test_export_renders_and_tokenises_what_training_saw(exported, case, conv):
+    tok, reloaded = exported[case]
+    tpl = get_template(case[1])
+    msgs = CONVERSATIONS[conv]
+    sample = tokenize_conversation(tok, tpl, msgs, max_length=4096)
+    assert reloaded.apply_chat_template(msgs, tokenize=False) == render_for_tokenizer(tpl, tok, msgs).text
+    ids = reloaded.apply_chat_template(msgs, tokenize=True, return_dict=False)
+    assert list(ids) == sample.input_ids.tolist()
+    assert reloaded.pad_token_id == tok.pad_token_id != reloaded.eos_token_id
+
+
+@pytest.mark.parametrize("conv", list(CONVERSATIONS))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+def test_labels_are_assistant_turns_plus_closing_token(exported, case, conv):
+    tok, _ = exported[case]
+    tpl = get_template(case[1])
+    msgs = CONVERSATIONS[conv]
+    sample = tokenize_conversation(tok, tpl, msgs, max_length=4096)
+    answers = [m["content"] for m in msgs if m["role"] == "assistant"]
+    runs = label_runs(sample.trainable)
+    assert len(runs) == len(answers)
+    closing_id = tok.convert_tokens_to_ids(CLOSING[case[1]])
+    assert closing_id in stop_token_ids(tok, tpl)
+    for (a, b), answer in zip(runs, answers):
+        assert sample.input_ids[b - 1] == closing_id
+        text = tok.decode(sample.input_ids[a:b], skip_special_tokens=False)
+        assert text.strip() == (answer.strip() + " " * (case[1] == "llama2-chat") + CLOSING[case[1]])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+def test_generation_prompt_ends_where_the_answer_starts(exported, case):
+    tok, reloaded = exported[case]
+    tpl = get_template(case[1])
+    msgs = CONVERSATIONS["multi_zh_system"]
+    sample = tokenize_conversation(tok, tpl, msgs, max_length=4096)
+    starts = [a for a, _ in label_runs(sample.trainable)]
+    turn_ends = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    for start, k in zip(starts, turn_ends):
+        prompt = reloaded.apply_chat_template(msgs[:k], add_generation_prompt=True, tokenize=True, return_dict=False)
+        assert list(prompt) == sample.input_ids[:start].tolist()
