@@ -72,12 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="runs/demo", help="everything the demo writes goes here")
     ap.add_argument("--langs", default=LANGS, help="demo languages (each paired with English)")
     ap.add_argument("--eval-lines", type=int, default=50, help="held-out FLORES lines per language")
-    ap.add_argument("--steps", type=int, default=300, help="training budget in optimizer steps")
+    ap.add_argument("--steps", type=int, default=400, help="training budget in optimizer steps")
     ap.add_argument("--flores-rows", type=int, default=1012, help="FLORES lines read for cross-lingual data")
     ap.add_argument("--target-total", type=int, default=30000, help="mix size asked of the data builder")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--min-chrf-gain", type=float, default=2.0,
                     help="chrF++ points every direction must gain for the demo to call it learning")
     return ap.parse_args(argv)
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     train = out / "train"
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bayling.cli.train",
          "--config", "data/recipes/train/tiny_cpu.yaml", "model.init=pretrained", f"model.path={init}",
-         f"data.dir={data}", "data.max_length=512", f"out={train}", f"max_steps={args.steps}",
-         "micro_batch=4", "grad_accum=1", "optim.lr=2e-3", f"eval_every={max(args.steps // 5, 1)}",
+         f"data.dir={data}", "data.max_length=256", f"out={train}", f"max_steps={args.steps}",
+         "micro_batch=8", "grad_accum=1", f"optim.lr={args.lr}", f"eval_every={max(args.steps // 5, 1)}",
          f"save_every={args.steps}", "log_every=10"], env)
 
     common = ["--suite", "flores", "--flores-dir", str(heldout), "--langs", args.langs,

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bayling.atomic import atomic_write_text
 from bayling.errors import DataError
-from bayling.eval.translate import atomic_write
 
 
 def load_run(path: str) -> tuple[str, dict[str, Any]]:
@@ -130,7 +130,7 @@ def compare(run_paths: list[str], out: Path, metric: str = "chrf") -> dict[str, 
     rows = compare_rows(runs, metric)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "png": out / "compare.png"}
-    atomic_write(paths["md"], to_markdown(runs, rows, metric))
-    atomic_write(paths["csv"], to_csv(runs, rows))
+    atomic_write_text(paths["md"], to_markdown(runs, rows, metric))
+    atomic_write_text(paths["csv"], to_csv(runs, rows))
     plot(runs, rows, paths["png"], metric)
     return paths

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bayling.eval.translate import atomic_write
+from bayling.atomic import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -145,8 +145,8 @@ def plot_scores(records: list[dict[str, Any]], path: Path, metric: str = "chrf")
 
 def write_reports(out: Path, results: dict[str, Any]) -> None:
     """results.json, results.csv, summary.md and scores.png, each written atomically."""
-    atomic_write(out / "results.json", json.dumps(results, ensure_ascii=False, indent=1))
-    atomic_write(out / "results.csv", to_csv(results["directions"]))
-    atomic_write(out / "summary.md", summary_md(results))
+    atomic_write_text(out / "results.json", json.dumps(results, ensure_ascii=False, indent=1))
+    atomic_write_text(out / "results.csv", to_csv(results["directions"]))
+    atomic_write_text(out / "summary.md", summary_md(results))
     if results["directions"]:
         plot_scores(results["directions"], out / "scores.png")

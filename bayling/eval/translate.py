@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bayling.atomic import atomic_write_text
 from bayling.eval.metrics import score_translation
 from bayling.languages import Language
 
@@ -52,17 +52,6 @@ def make_prompt(src_text: str, tgt: Language, prompt_lang: str) -> str:
     if prompt_lang == "zh":
         return PROMPT_ZH.format(tgt=tgt.name_zh, src=src_text)
     return PROMPT_EN.format(tgt=tgt.name_en, src=src_text)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def sha256_text(text: str) -> str:
@@ -149,10 +138,10 @@ def run_tasks(
                 max_new_tokens=gen_settings["max_new_tokens"], desc=task.name, progress=progress,
             )
             seconds = round(time.perf_counter() - start, 3)
-            atomic_write(hyp_path, "".join(h + "\n" for h in hyps))
+            atomic_write_text(hyp_path, "".join(h + "\n" for h in hyps))
             log(f"generated {task.name} ({i}/{len(tasks)}): {len(hyps)} segments in {seconds:.1f}s")
         rec = _score_record(task, hyps, gen_fp, score_settings, seconds)
-        atomic_write(out / "directions" / f"{task.name}.json", json.dumps(rec, ensure_ascii=False, indent=1))
+        atomic_write_text(out / "directions" / f"{task.name}.json", json.dumps(rec, ensure_ascii=False, indent=1))
         records.append(rec)
     return records
 

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bayling.atomic import atomic_write_text
 from bayling.errors import ConfigError
 
 TAG_RE = re.compile(r"^step-(\d+)$")
@@ -33,16 +34,6 @@ STATE_FILE = "train_state.json"
 
 def tag_for(step: int) -> str:
     return f"step-{step:06d}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write-then-rename: readers see the old or the new content, never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -110,10 +101,10 @@ def save_checkpoint(engine, root: Path, step: int, state: dict, *, rank: int, ke
     torch.save(rng_state(), ckpt / f"rng_rank{rank}.pt")
     dist.barrier()
     if rank == 0:
-        _atomic_write(ckpt / STATE_FILE, json.dumps(state, indent=2) + "\n")
-        _atomic_write(ckpt / COMPLETED, f"{tag}\n")
+        atomic_write_text(ckpt / STATE_FILE, json.dumps(state, indent=2) + "\n")
+        atomic_write_text(ckpt / COMPLETED, f"{tag}\n")
         if update_latest:
-            _atomic_write(root / LATEST, tag)
+            atomic_write_text(root / LATEST, tag)
             prune(root, keep_last)
     dist.barrier()
     return ckpt
@@ -179,7 +170,7 @@ def load_checkpoint(engine, ckpt: Path, rank: int) -> dict:
 
 def write_requeue_marker(out: Path, info: dict) -> None:
     """OUT/REQUEUE tells a Slurm script that the run stopped on a signal and must be resumed."""
-    _atomic_write(out / "REQUEUE", json.dumps(info) + "\n")
+    atomic_write_text(out / "REQUEUE", json.dumps(info) + "\n")
 
 
 def gather_state_dict(bundle) -> dict | None:

@@ -36,8 +36,9 @@ def test_zero2_logs_every_step_with_all_metrics(zero2):
 
 def test_zero2_validation_loss_is_logged(zero2):
     evals = [r for r in th.metrics(zero2) if r.get("event") == "eval"]
-    assert [e["step"] for e in evals] == [4, 8]
+    assert [e["step"] for e in evals] == [0, 4, 8], "a baseline before training, then every eval_every"
     assert all(math.isfinite(e["val_loss"]) for e in evals)
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"], "validation loss falls"
 
 
 def test_human_and_tensorboard_outputs(zero2):
