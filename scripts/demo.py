@@ -72,10 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="runs/demo", help="everything the demo writes goes here")
     ap.add_argument("--langs", default=LANGS, help="demo languages (each paired with English)")
     ap.add_argument("--eval-lines", type=int, default=50, help="held-out FLORES lines per language")
-    ap.add_argument("--steps", type=int, default=400, help="training budget in optimizer steps")
+    ap.add_argument("--steps", type=int, default=600, help="training budget in optimizer steps")
     ap.add_argument("--flores-rows", type=int, default=1012, help="FLORES lines read for cross-lingual data")
     ap.add_argument("--target-total", type=int, default=30000, help="mix size asked of the data builder")
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--max-new-tokens", type=int, default=48)
@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     banner("2/6 building the instruction mix (zh + en samples, cross-lingual from FLORES), decontaminated")
     data = out / "data"
     run([tool("bayling-build-data"), "--recipe", "data/recipes/demo.yaml", "--out", str(data),
-         "--decontaminate", str(heldout), f"parallel.flores_demo.limit={args.flores_rows}", f"mix.target_total={args.target_total}"], env)
+         "--decontaminate", str(heldout), f"parallel.flores_demo.limit={args.flores_rows}", f"mix.target_total={args.target_total}",
+         # a laptop budget: spend it on the directions the demo evaluates (the paper's mix: data/recipes/bayling2.yaml)
+         "synth.directions=[x-en, en-x]", "synth.multiturn_fraction=0.0",
+         "mix.proportions={zh: 0.1, en: 0.1, cross_lingual: 0.8}"], env)
 
     banner(f"3/6 the untrained model: a random-init Llama ({args.layers} layers, hidden {args.hidden}), "
            "real Llama-2 tokenizer")
