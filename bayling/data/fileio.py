@@ -71,12 +71,23 @@ def _decode(raw: bytes, path: str | Path, line: int) -> str:
         raise DataError(f"invalid UTF-8 (byte {err.start + 1} of the line)", path=path, line=line) from None
 
 
-def open_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without newline) for each line; strict UTF-8, BOM stripped."""
+def open_lines(path: str | Path, on_bad: OnBad = None) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without newline) for each line; strict UTF-8, BOM stripped.
+
+    Record-per-line readers pass ``on_bad`` so a line with invalid UTF-8 becomes a counted reject;
+    line-aligned parallel files do not (skipping a line would misalign every line after it)."""
     try:
         with open_binary(path) as fh:
             for no, raw in enumerate(fh, 1):
-                text = _decode(raw, path, no)
+                if on_bad is None:
+                    text = _decode(raw, path, no)
+                else:
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        reason = f"invalid UTF-8 (byte {err.start + 1} of the line)"
+                        report_bad(on_bad, BadRecord(str(path), no, reason, raw.decode("utf-8", "replace")))
+                        continue
                 if no == 1 and text.startswith("\ufeff"):
                     text = text[1:]
                 yield no, text.rstrip("\r\n")
@@ -117,10 +128,15 @@ def _text_chunks(path: str | Path) -> Iterator[str]:
 
 
 def _first_char(path: str | Path) -> str:
-    for chunk in _text_chunks(path):
-        stripped = chunk.lstrip("\ufeff \t\r\n")
-        if stripped:
-            return stripped[0]
+    """Only the format sniff: bad bytes further on are the record readers' business, not an error here."""
+    try:
+        with open_binary(path) as fh:
+            while raw := fh.read(CHUNK):
+                stripped = raw.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+                if stripped:
+                    return stripped[0]
+    except (OSError, EOFError, _zstd_error()) as err:  # truncated/corrupt .gz/.zst
+        raise DataError(f"cannot read compressed file: {err}", path=path) from None
     return ""
 
 
@@ -208,7 +224,7 @@ def iter_json_records(path: str | Path, on_bad: OnBad) -> Iterator[tuple[int, in
             raise DataError("no records: the JSON array is empty", path=path)
         return
     index = 0
-    for no, text in open_lines(path):
+    for no, text in open_lines(path, on_bad):
         if not text.strip():
             continue
         try:

@@ -324,7 +324,7 @@ def read_tsv_pairs(path: str | Path, src_lang: str, tgt_lang: str, *, source: st
     src, tgt = _canonical(src_lang, path), _canonical(tgt_lang, path)
     if src == tgt:
         raise DataError(f"source and target language are the same ({src})", path=path, field="langs")
-    for no, text in open_lines(path):
+    for no, text in open_lines(path, on_bad):
         cols = text.split("\t")
         if len(cols) != 2:
             report_bad(on_bad, BadRecord(str(path), no, f"expected 2 tab-separated columns, got {len(cols)}", text))

@@ -80,8 +80,8 @@ def test_bad_instruction_record_is_one_line_error(case, tmp_path, capsys):
 
 def test_skip_bad_records_sends_them_to_rejects_with_reasons(tmp_path, capsys):
     lines = [good_line(0)]
-    # (invalid UTF-8 is left out: the readers stop on it even with --skip-bad-records; see the report)
-    for bad in (CASES["malformed_json"][0][1], CASES["missing_field"][0][2], CASES["mistyped_field"][0][0]):
+    for bad in (CASES["malformed_json"][0][1], CASES["missing_field"][0][2], CASES["mistyped_field"][0][0],
+                CASES["invalid_utf8"][0][1]):
         lines += [bad, good_line(len(lines))]
     src = jsonl(tmp_path / "bad.jsonl", lines)
     out = tmp_path / "o"
@@ -89,11 +89,12 @@ def test_skip_bad_records_sends_them_to_rejects_with_reasons(tmp_path, capsys):
                  "--skip-bad-records", "mix.valid_fraction=0", "mix.proportions={en: 1.0}", "mix.target_total=4"])
     assert code == 0, capsys.readouterr().err
     rejects = records(out / "rejects.jsonl")
-    assert [r["line"] for r in rejects] == [2, 4, 6]
+    assert [r["line"] for r in rejects] == [2, 4, 6, 8]
+    assert "invalid UTF-8" in rejects[-1]["reason"]
     assert all(r["reason"] and r["source"] == "src" and r["path"].endswith("bad.jsonl") for r in rejects)
     m = manifest(out)
-    assert m["pipeline"]["bad_records"] == {"src": 3} and m["pipeline"]["rejects_file"] == "rejects.jsonl"
-    assert m["pipeline"]["read"] == {"src": 4}
+    assert m["pipeline"]["bad_records"] == {"src": 4} and m["pipeline"]["rejects_file"] == "rejects.jsonl"
+    assert m["pipeline"]["read"] == {"src": 5}
     assert len({r["id"] for r in train_records(out)}) == 4
 
 
