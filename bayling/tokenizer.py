@@ -51,3 +51,28 @@ def tokenizer_dir(name: str) -> Path:
     if not root.is_dir():
         raise BaylingError(f"no shipped tokenizer '{name}' (looked in {root})")
     return root
+
+
+def train_small_tokenizer(texts, out_dir: str | Path, vocab_size: int = 4000):
+    """Train a small byte-level BPE tokenizer (HF ``tokenizers``) with Llama-style special tokens.
+
+    Why: a laptop demo trains a model from scratch for minutes; with Llama's 32k vocabulary most of that
+    compute goes to the output layer and the model barely leaves unigram statistics. A few thousand pieces
+    learnt from the very data it trains on lets a tiny model learn the languages in the same budget.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    core.train_from_iterator(texts, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out)
+    return out

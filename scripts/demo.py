@@ -67,6 +67,24 @@ def chrf_by_direction(eval_dir: Path) -> dict[str, float]:
     return {d["direction"]: d["scores"]["chrf"]["score"] for d in results["directions"]}
 
 
+def build_untrained_model(data: Path, init: Path, args: argparse.Namespace) -> None:
+    """The model training starts from; its tokenizer sees only training text (never the held-out lines)."""
+    from bayling.models import build_tiny_llama
+    from bayling.tokenizer import tokenizer_dir, train_small_tokenizer
+
+    if args.tokenizer == "llama2":
+        tok = tokenizer_dir("llama2")
+    else:
+        def texts():
+            for shard in sorted((data / "train").glob("*.jsonl")):
+                for line in shard.open(encoding="utf-8"):
+                    yield from (m["content"] for m in json.loads(line)["messages"])
+
+        tok = train_small_tokenizer(texts(), init.parent / "tokenizer", vocab_size=int(args.tokenizer))
+    build_tiny_llama(str(tok), init, hidden_size=args.hidden, num_layers=args.layers, num_heads=4,
+                     num_kv_heads=4, intermediate_size=2 * args.hidden)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/demo", help="everything the demo writes goes here")
@@ -76,7 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--flores-rows", type=int, default=1012, help="FLORES lines read for cross-lingual data")
     ap.add_argument("--target-total", type=int, default=30000, help="mix size asked of the data builder")
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--tokenizer", default="4000",
+                    help="'llama2' (the real 32k Llama-2 tokenizer) or a vocabulary size for a BPE trained on the mix")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--min-chrf-gain", type=float, default=2.0,
@@ -106,19 +126,18 @@ def main(argv: list[str] | None = None) -> int:
          "synth.directions=[x-en, en-x]", "synth.multiturn_fraction=0.0",
          "mix.proportions={zh: 0.1, en: 0.1, cross_lingual: 0.8}"], env)
 
-    banner(f"3/6 the untrained model: a random-init Llama ({args.layers} layers, hidden {args.hidden}), "
-           "real Llama-2 tokenizer")
+    banner(f"3/6 the untrained model: a random-init Llama ({args.layers} layers, hidden {args.hidden}) with "
+           + ("the real Llama-2 tokenizer" if args.tokenizer == "llama2"
+              else f"a {args.tokenizer}-piece byte-level BPE trained on the training shards"))
     init = out / "model_init"
-    run([sys.executable, "-c",
-         "import sys; from bayling.models import build_tiny_llama; "
-         "build_tiny_llama('data/tokenizers/llama2', sys.argv[1], hidden_size=int(sys.argv[2]), "
-         "num_layers=int(sys.argv[3]), num_heads=4, num_kv_heads=4, intermediate_size=2*int(sys.argv[2]))",
-         str(init), str(args.hidden), str(args.layers)], env)
+    build_untrained_model(data, init, args)
+    print(f"    {init}")
 
     banner(f"4/6 bayling-train: DeepSpeed ZeRO-2, 2 CPU processes, {args.steps} steps")
     train = out / "train"
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bayling.cli.train",
          "--config", "data/recipes/train/tiny_cpu.yaml", "model.init=pretrained", f"model.path={init}",
+         "model.tokenizer=null",
          f"data.dir={data}", "data.max_length=256", f"out={train}", f"max_steps={args.steps}",
          "micro_batch=8", "grad_accum=1", f"optim.lr={args.lr}", f"eval_every={max(args.steps // 5, 1)}",
          f"save_every={args.steps}", "log_every=10"], env)

@@ -68,6 +68,19 @@ def _estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_vocab(model_dir: str, vocab_size: int | None, tok_src: str) -> None:
+    """A tokenizer larger than the model's embedding would fail deep inside forward with an IndexError."""
+    import json
+
+    cfg_file = Path(model_dir) / "config.json"
+    if vocab_size is None or not cfg_file.is_file():
+        return
+    model_vocab = json.loads(cfg_file.read_text()).get("vocab_size")
+    if isinstance(model_vocab, int) and vocab_size > model_vocab:
+        raise ConfigError(f"the tokenizer ({tok_src}) has {vocab_size} tokens but the model's embedding has "
+                          f"{model_vocab}; point model.tokenizer at the model's own tokenizer", field="model.tokenizer")
+
+
 def tokenizer_source(cfg: TrainConfig, model_dir: str) -> str:
     """``model.tokenizer`` (a dir, hub id, or the shipped ``llama2``/``llama3``), else the model dir."""
     from bayling.tokenizer import tokenizer_dir
@@ -227,7 +240,9 @@ def _train(cfg: TrainConfig, resume: str, rank: int, world: int) -> int:
     mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
     common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
                   attn_implementation=cfg.model.attn_implementation, mask_dtype=mask_dtype)
-    plan = DataPlan.build(open_cache(cache_path), packing=cfg.data.packing, micro_batch=cfg.micro_batch, **common)
+    train_cache = open_cache(cache_path)
+    _check_vocab(model_dir, train_cache.meta.get("vocab_size"), tok_src)
+    plan = DataPlan.build(train_cache, packing=cfg.data.packing, micro_batch=cfg.micro_batch, **common)
     if plan.steps_per_epoch == 0:
         raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
                           f"(micro_batch x grad_accum x world size = {ga * world})", field="micro_batch")

@@ -232,7 +232,7 @@ def prepare_cache(
                             f"(does template '{template_name}' fit this data?)", path=data_dir)
         meta = {"key": key, "format_version": FORMAT_VERSION, "data": str(data_dir), "tokenizer": str(tokenizer_path),
                 "template": template_name, "max_length": max_length, "overlong": overlong,
-                "pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id, "bos_id": tok.bos_token_id}
+                "pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id, "bos_id": tok.bos_token_id, "vocab_size": len(tok)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / "STATS.md").write_text(_stats_markdown(stats, meta))

@@ -70,3 +70,9 @@ def test_nonfinite_loss_saves_and_stops(tmp_path, tiny_llama2, cache_root):
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r.get("event") != "eval"]
     assert steps and not all(abs(s["loss"]) < float("inf") for s in steps)
+
+
+def test_tokenizer_larger_than_the_model_embedding(tmp_path, tiny_llama2, cache_root):
+    """Llama-3's 128k-token tokenizer against a 32k-vocabulary model: named before any forward pass."""
+    args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, ["model.tokenizer=llama3"])
+    _one_line_error(th.run(1, args), "model.tokenizer", "128256 tokens", "32000")
