@@ -93,6 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval-lines", type=int, default=50, help="held-out FLORES lines per language")
     ap.add_argument("--steps", type=int, default=1300, help="training budget in optimizer steps")
     ap.add_argument("--flores-rows", type=int, default=1012, help="FLORES lines read for cross-lingual data")
+    ap.add_argument("--phrasings", type=int, default=1,
+                    help="translation phrasings in the mix (1 = BayLing 1's prompt, the one evaluated; 0 = all 14)")
     ap.add_argument("--target-total", type=int, default=30000, help="mix size asked of the data builder")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     run([tool("bayling-build-data"), "--recipe", "data/recipes/demo.yaml", "--out", str(data),
          "--decontaminate", str(heldout), f"parallel.flores_demo.limit={args.flores_rows}", f"mix.target_total={args.target_total}",
          # a laptop budget: spend it on the directions the demo evaluates (the paper's mix: data/recipes/bayling2.yaml)
-         "synth.directions=[x-en, en-x]", "synth.multiturn_fraction=0.0",
+         "synth.directions=[x-en, en-x]", "synth.multiturn_fraction=0.0", f"synth.phrasings={args.phrasings}",
          "mix.proportions={zh: 0.1, en: 0.1, cross_lingual: 0.8}"], env)
 
     banner(f"3/6 the untrained model: a random-init Llama ({args.layers} layers, hidden {args.hidden}) with "

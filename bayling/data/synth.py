@@ -65,6 +65,7 @@ class SynthConfig:
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))  # subset of DIRECTIONS
     multiturn_fraction: float = 0.1  # chains per one-turn record of a >=3-language row (assumption)
     multiturn_max_turns: int = 3  # user/assistant exchanges per chain, >= 2
+    phrasings: int = 0  # use only the first N translation phrasings (1 = BayLing 1's prompt only); 0 = all
     seed: int = 1
 
     def validate(self) -> None:
@@ -82,6 +83,8 @@ class SynthConfig:
             )
         if not 0 <= self.multiturn_fraction <= 10:
             raise ConfigError("must be between 0 and 10", field="synth.multiturn_fraction")
+        if self.phrasings < 0:
+            raise ConfigError("must be 0 (all phrasings) or a positive count", field="synth.phrasings")
         if self.multiturn_max_turns < 2:
             raise ConfigError("must be at least 2", field="synth.multiturn_max_turns")
 
@@ -183,7 +186,15 @@ def _clean_row(key: str, row: Mapping[str, str], stats: SynthStats) -> dict[str,
     return out
 
 
-def translation_record(key: str, source: str, src: str, tgt: str, row: Mapping[str, str], seed: int) -> dict:
+def translation_phrasings(pivot: str, limit: int = 0) -> tuple[str, ...]:
+    """The translation phrasings in use: all of them, or the first ``limit`` (a small model learns one faster)."""
+    phrasings = load_phrasings(f"translation_{pivot}")
+    return phrasings[:limit] if limit > 0 else phrasings
+
+
+def translation_record(
+    key: str, source: str, src: str, tgt: str, row: Mapping[str, str], seed: int, phrasings: int = 0
+) -> dict:
     """One one-turn translation record src -> tgt from a cleaned row (canonical codes)."""
     fam = family(src, tgt)
     if fam is None:
@@ -193,8 +204,8 @@ def translation_record(key: str, source: str, src: str, tgt: str, row: Mapping[s
     pivot = (
         ("en" if digest[0] & 1 else "zh") if fam in ("en-zh", "zh-en") else ("en" if "en" in fam else "zh")
     )
-    phrasings = load_phrasings(f"translation_{pivot}")
-    phrasing = phrasings[int.from_bytes(digest[1:9], "big") % len(phrasings)]
+    choices = translation_phrasings(pivot, phrasings)
+    phrasing = choices[int.from_bytes(digest[1:9], "big") % len(choices)]
     user = fill(phrasing, src_lang=_name(src, pivot), tgt_lang=_name(tgt, pivot), text=row[src])
     return {
         "id": f"{source}:{key}:{src}-{tgt}",
@@ -221,7 +232,7 @@ def chain_record(
     order = rng.sample(allowed, min(len(allowed), turns + 1))
     src, targets = order[0], order[1:]
     name = {c: _name(c, pivot) for c in order}
-    first = rng.choice(load_phrasings(f"translation_{pivot}"))
+    first = rng.choice(translation_phrasings(pivot, cfg.phrasings))
     messages = [
         {
             "role": "user",
@@ -286,7 +297,7 @@ def synthesize(
             continue
         for src, tgt, fam in pairs:
             stats.records[fam] += 1
-            yield translation_record(key, source, src, tgt, row, cfg.seed)
+            yield translation_record(key, source, src, tgt, row, cfg.seed, cfg.phrasings)
         row_pivots = [p for p in pivots if PIVOTS[p].code in row]
         if len(row) < 3 or not row_pivots or cfg.multiturn_fraction <= 0:
             continue

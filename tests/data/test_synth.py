@@ -156,6 +156,23 @@ def test_any_subset_of_rows_gives_the_full_builds_records_for_those_rows(full):
     assert part == expected
 
 
+def test_phrasings_limit_keeps_only_the_first_phrasings(full):
+    """``synth.phrasings=1``: every instruction is BayLing 1's prompt (what evaluation asks); 0 keeps all."""
+    records, _ = full
+    cfg = load_config(SynthConfig, None, ["seed=7", "phrasings=1", "multiturn_fraction=0.5"])
+    limited = list(synthesize(ROWS, cfg, "flores101_sample"))
+    one_turn = [r for r in limited if r["task"] == "translation"]
+    firsts = {"en": load_phrasings("translation_en")[0], "zh": load_phrasings("translation_zh")[0]}
+    assert one_turn and {_template_of(r, _pivot(r)) for r in one_turn} <= set(firsts.values())
+    assert {_template_of(r, _pivot(r)) for r in records if r["task"] == "translation"} > set(firsts.values())
+    chains = [r for r in limited if r["task"] != "translation"]
+    assert chains and all(
+        any(c["messages"][0]["content"].startswith(f.split("{")[0]) for f in firsts.values()) for c in chains
+    )
+    with pytest.raises(ConfigError, match="synth.phrasings"):
+        load_config(SynthConfig, None, ["phrasings=-1"])
+
+
 def test_column_order_of_a_row_does_not_matter():
     key, row = ROWS[4]
     reordered = [(key, dict(reversed(list(row.items()))))]
