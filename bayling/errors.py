@@ -6,6 +6,7 @@ one-line message and exit code 2. Programming errors stay ordinary exceptions wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -52,3 +53,14 @@ class DataError(BaylingError):
 
 class OfflineError(BaylingError):
     """A hub id was given but the hub cannot be reached."""
+
+
+def read_json(path: str | Path, what: str = "JSON file", error: type[BaylingError] = DataError) -> object:
+    """A whole JSON file, or ``error`` naming the file and line: every stage reads its inputs' JSON this way."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(f"{what} is not valid JSON: {err.msg}", path=path, line=err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise error(f"{what} is not UTF-8: {err.reason}", path=path) from None

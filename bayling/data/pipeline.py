@@ -29,7 +29,7 @@ from bayling.config import to_dict
 from bayling.data import sources as src_mod
 from bayling.data.recipe import Recipe
 from bayling.data.write import atomic_dir, write_json
-from bayling.errors import BaylingError, ConfigError, DataError
+from bayling.errors import BaylingError, ConfigError, DataError, read_json
 
 STATE_FORMAT = "bayling-build-data-shard/1"
 
@@ -194,10 +194,7 @@ def load_states(shard_dirs: list[Path]) -> list[dict[str, Any]]:
         p = Path(d) / "state.json"
         if not p.is_file():
             raise DataError("not a finished shard folder (no state.json); rerun its `--shard I/N` job", path=d)
-        try:
-            st = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"unreadable shard state: {err}", path=p) from None
+        st = read_json(p, "shard state")
         if st.get("format") != STATE_FORMAT:
             raise DataError(f"unknown shard format {st.get('format')!r}", path=p)
         st["_dir"] = Path(d)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from bayling.atomic import atomic_write_text
-from bayling.errors import DataError
+from bayling.errors import DataError, read_json
 
 
 def load_run(path: str) -> tuple[str, dict[str, Any]]:
@@ -22,10 +21,7 @@ def load_run(path: str) -> tuple[str, dict[str, Any]]:
     f = p / "results.json" if p.is_dir() else p
     if not f.is_file():
         raise DataError("no results.json (is this a bayling-eval --out directory?)", path=f)
-    try:
-        data = json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"results.json is not valid JSON: {err}", path=f) from None
+    data = read_json(f, "results.json")
     if "directions" not in data:
         raise DataError("results.json has no 'directions' (not a translation run)", path=f, field="directions")
     label = (p if p.is_dir() else p.parent).name or str(p)

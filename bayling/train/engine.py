@@ -12,14 +12,13 @@ partitioned (``deepspeed.zero.Init``), so no rank ever holds the full model.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bayling.errors import ConfigError
+from bayling.errors import ConfigError, read_json
 from bayling.train.config import ZERO_CONFIGS, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -68,10 +67,7 @@ def ds_template_path(cfg: TrainConfig) -> Path:
 
 def load_ds_template(cfg: TrainConfig) -> dict:
     path = ds_template_path(cfg)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"invalid JSON: {err.msg}", path=path, line=err.lineno) from None
+    return read_json(path, "DeepSpeed config", ConfigError)
 
 
 def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool) -> dict[str, Any]:

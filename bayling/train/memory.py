@@ -33,11 +33,10 @@ Public API::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayling.errors import ConfigError
+from bayling.errors import ConfigError, read_json
 
 # Public config.json hyper-parameters of the base models BayLing 2 fine-tunes.
 LLAMA_CONFIGS: dict[str, dict] = {
@@ -95,10 +94,7 @@ def load_llama_config(model: str) -> tuple[str, dict]:
     if not cfg_file.is_file():
         raise ConfigError(f"unknown model {model!r}: use one of {', '.join(LLAMA_CONFIGS)} or an HF config dir",
                           field="model")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"not valid JSON: {err}", path=cfg_file) from None
+    cfg = read_json(cfg_file, "model config", ConfigError)
     cfg.setdefault("num_key_value_heads", cfg.get("num_attention_heads"))
     missing = [k for k in LLAMA_CONFIGS["llama2-7b"] if k not in cfg and k != "tie_word_embeddings"]
     if missing:
