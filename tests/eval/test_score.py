@@ -1,18 +1,43 @@
-"""`bayling-eval score` reproduces sacrebleu's own numbers on real WMT22 human translations.
+"""`bayling-eval score` reproduces the published WMT22 BLEU and chrF of a real submitted system.
 
-Real system output: WMT22 has two independent human references for several pairs, so reference B (or C)
-is a real translation "system" scored against reference A (or B). The expected figures were computed once
-with sacrebleu's own CLI (sacrebleu 2.6.0) on the shipped 30-line files, e.g. for en-zh:
+Primary claim (test_score_reproduces_published_wmt22_scores): the en-zh output of the submitted system
+JDExploreAcademy, scored by `bayling-eval score` against the WMT22 human references, gives exactly (1e-9) the
+BLEU and chrF that WMT22 published for it. Provenance, all from the GitHub repository
+wmt-conference/wmt22-news-systems:
+
+- hypothesis: txt/system-outputs/generaltest2022.en-zh.hyp.JDExploreAcademy.zh at commit
+  dc0325a3424c1cea11d08e7d8b9046b9c253900c, shipped byte for byte as
+  eval/wmt22_sample/system-outputs/generaltest2022.en-zh.hyp.JDExploreAcademy.zh (2037 lines; line 804 ends
+  with an invisible U+200B, as in the original and its English source line);
+- references: txt/references/generaltest2022.en-zh.ref.{A,B}.zh at commit
+  20240a2e96a50e823ea8cdf37fd8af52547146e3, shipped in full as eval/wmt22_sample/full/;
+- published figures: scores/automatic-scores.tsv (same repository, read at commit
+  0f3320399f9db827669a48c605101a6af4edef27), rows for pair en-zh, system JDExploreAcademy, id 834:
+  bleu-A 49.66888331550492, chrf-A 44.58112370067476, bleu-B 57.60610734075075, chrf-B 51.11793290827039,
+  bleu-all 68.41594190479269, chrf-all 55.84723747882787.
+
+sacrebleu's own CLI (2.6.0) gives the same figures, e.g. (in eval/wmt22_sample/full)
+
+    sacrebleu generaltest2022.en-zh.ref.B.zh generaltest2022.en-zh.ref.A.zh --tokenize zh \
+        -i ../system-outputs/generaltest2022.en-zh.hyp.JDExploreAcademy.zh -m bleu chrf -w 10 -f json
+
+"all" means both references in the order B, A: multi-reference chrF keeps, per segment, the statistics of the
+first reference with the best chrF (strict ">" in sacrebleu), so the order matters when two tie: with A, B
+it gives chrF 55.8467128477 instead of the published 55.8472374788 (BLEU is the same either way). The TSV
+itself lists the B scores before the A ones.
+
+Extra checks (test_score_reproduces_sacrebleu_cli_on_human_translations): WMT22 has two independent human
+references for several pairs, so reference B (or C) is a real translation "system" scored against reference A
+(or B). The expected figures were computed once with sacrebleu's own CLI (sacrebleu 2.6.0) on the shipped
+30-line files in eval/wmt22_sample/references/, e.g. for en-zh:
 
     cd eval/wmt22_sample/references
     sacrebleu generaltest2022.en-zh.ref.A.zh -i generaltest2022.en-zh.ref.B.zh --tokenize zh \
         -m bleu chrf -w 10 -f json
 
 (--tokenize zh for the Chinese target, 13a for the others: the WMT22 convention; chrF with defaults.)
-On the full files (from wmt-conference/wmt22-news-systems, not shipped) the same commands give en-zh
-B-vs-A BLEU 48.2 / chrF 44.0, de-en 26.9 / 53.9, cs-en C-vs-B 23.6 / 51.9, en-cs 22.9 / 49.7.
-The WMT22 published automatic scores (scores/automatic-scores.tsv in that repository) list only
-submitted systems, not references-as-systems, and no system outputs are available offline.
+On the full files the same commands give en-zh B-vs-A BLEU 48.2 / chrF 44.0, de-en 26.9 / 53.9,
+cs-en C-vs-B 23.6 / 51.9, en-cs 22.9 / 49.7.
 """
 
 from __future__ import annotations
@@ -24,7 +49,18 @@ import pytest
 
 from bayling.cli.evaluate import main
 
-REFS = Path(__file__).resolve().parents[2] / "eval" / "wmt22_sample" / "references"
+SAMPLE = Path(__file__).resolve().parents[2] / "eval" / "wmt22_sample"
+REFS = SAMPLE / "references"
+FULL_REFS = SAMPLE / "full"
+JDEXPLORE_EN_ZH = SAMPLE / "system-outputs" / "generaltest2022.en-zh.hyp.JDExploreAcademy.zh"
+
+# Published WMT22 scores of JDExploreAcademy en-zh (scores/automatic-scores.tsv, id 834): reference ids in the
+# order they are passed, BLEU, chrF.
+PUBLISHED_JDEXPLORE_EN_ZH = [
+    ("A", 49.66888331550492, 44.58112370067476),
+    ("B", 57.60610734075075, 51.11793290827039),
+    ("BA", 68.41594190479269, 55.84723747882787),  # "all": B then A (see the module docstring)
+]
 
 # (pair, hypothesis ref id, reference ref id, target, BLEU, chrF, BLEU signature) from sacrebleu's CLI.
 EXPECTED = [
@@ -38,6 +74,22 @@ CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
 
 def _ref(pair: str, rid: str, lang: str) -> str:
     return str(REFS / f"generaltest2022.{pair}.ref.{rid}.{lang}")
+
+
+@pytest.mark.parametrize("ref_ids,bleu,chrf", PUBLISHED_JDEXPLORE_EN_ZH, ids=["A", "B", "A+B"])
+def test_score_reproduces_published_wmt22_scores(ref_ids, bleu, chrf, tmp_path):
+    out = tmp_path / "s.json"
+    refs = [FULL_REFS / f"generaltest2022.en-zh.ref.{rid}.zh" for rid in ref_ids]
+    ref_args = [a for r in refs for a in ("--ref", str(r))]
+    rc = main(["score", "--hyp", str(JDEXPLORE_EN_ZH), *ref_args, "--tgt-lang", "zh", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["n"] == 2037
+    scores = doc["scores"]
+    assert scores["bleu"]["score"] == pytest.approx(bleu, abs=1e-9)
+    assert scores["chrf"]["score"] == pytest.approx(chrf, abs=1e-9)
+    assert "|tok:zh|" in scores["bleu"]["signature"]
+    assert scores["bleu"]["signature"].startswith(f"nrefs:{len(ref_ids)}|")
 
 
 @pytest.mark.parametrize("pair,hyp_id,ref_id,tgt,bleu,chrf,bleu_sig", EXPECTED)
