@@ -24,7 +24,7 @@ API (what the pipeline calls)
 ``read_aligned_files(src_path, tgt_path, src_lang, tgt_lang, *, source) -> Iterator[ParallelRow]``
     ``ParallelRow(key, texts)``: ``key`` is ``f"{source}:{index}"`` (0-based line index), ``texts`` maps
     canonical language codes (bayling.languages) to sentences.
-``read_hub_dataset(spec, on_bad=None)``: a hub id through ``datasets.load_dataset`` (cached as Arrow, so
+``read_hub_dataset(spec, on_bad=None)`` (bayling.data.hub_reader): a hub id through ``datasets.load_dataset`` (cached as Arrow, so
     shards do not download twice); offline (HF_*_OFFLINE or no connection) -> a one-line OfflineError naming
     the id and the ``huggingface-cli download --repo-type dataset ID --local-dir DIR`` fix. Instruction
     formats map each row like a file record; parallel hub data uses format ``translation`` (OPUS-style rows
@@ -36,7 +36,6 @@ API (what the pipeline calls)
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from bayling.data.fileio import BadRecord, OnBad, iter_json_records, open_lines, report_bad
-from bayling.errors import BaylingError, DataError, OfflineError
-from bayling.hub import DOWNLOAD_HINT, looks_like_hub_id
+from bayling.errors import BaylingError, DataError
+from bayling.hub import looks_like_hub_id
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 ROLE_ALIASES = {
@@ -332,85 +331,6 @@ def read_tsv_pairs(path: str | Path, src_lang: str, tgt_lang: str, *, source: st
         yield ParallelRow(f"{source}:{no - 1}", {src: cols[0], tgt: cols[1]})
 
 
-# --------------------------------------------------------------------------------------------- hub
-
-
-def _datasets_offline() -> bool:
-    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in names)
-
-
-def hub_offline_error(dataset_id: str) -> OfflineError:
-    hint = DOWNLOAD_HINT["dataset"].format(id=dataset_id)
-    return OfflineError(f"dataset '{dataset_id}' is not a local path and the hub cannot be reached (offline); "
-                        f"on a machine with internet run `{hint}` and put DIR as the source's path in the recipe")
-
-
-def load_hub_rows(dataset_id: str, config: str = "", split: str = "") -> Iterator[tuple[int, Any]]:
-    """(index, row) from ``datasets.load_dataset``: downloaded once into the HF cache as memory-mapped Arrow,
-    so every shard of a sharded build reads it without another download or a copy in RAM."""
-    if _datasets_offline():
-        raise hub_offline_error(dataset_id)
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(dataset_id, config or None, split=split or "train")
-    except Exception as err:  # connection errors come in many types
-        if isinstance(err, BaylingError):
-            raise
-        if isinstance(err, ValueError):  # reachable, but a wrong config/split name: say so, not "offline"
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(f"dataset '{dataset_id}': {first}", field="config/split") from None
-        raise hub_offline_error(dataset_id) from err
-    yield from enumerate(ds)
-
-
-def read_hub_dataset(spec: SourceSpec, on_bad: OnBad = None) -> Iterator[Any]:
-    """Records (instruction formats) or ParallelRows (format 'translation': rows {'translation': {l: s}})."""
-    where = f"hub:{spec.path}"
-    if spec.kind == "instruct":
-        for index, row in load_hub_rows(spec.path, spec.config, spec.split):
-            try:
-                msgs = to_messages(dict(row), spec.format)
-            except _Bad as bad:
-                report_bad(on_bad, BadRecord(where, index + 1, bad.reason, json.dumps(row, ensure_ascii=False,
-                                                                                   default=str), bad.field))
-                continue
-            yield make_record(f"{spec.source_name}:{index}", msgs, spec.source_name, spec.category, spec.task)
-        return
-    if spec.format != "translation" or len(spec.langs) != 2:
-        raise DataError("hub parallel data needs format 'translation' and langs [src, tgt]", path=spec.path)
-    raw_codes = list(spec.langs)
-    codes = [_canonical(c) for c in raw_codes]
-    for index, row in load_hub_rows(spec.path, spec.config, spec.split):
-        pair = row.get("translation") if isinstance(row, dict) else None
-        texts = _hub_pair(pair, raw_codes, codes)
-        if texts is None:
-            report_bad(on_bad, BadRecord(where, index + 1, f"row lacks translation for {raw_codes}",
-                                      json.dumps(row, ensure_ascii=False, default=str), "translation"))
-            continue
-        yield ParallelRow(f"{spec.source_name}:{index}", texts)
-
-
-def _hub_pair(pair: Any, raw_codes: list[str], codes: list[str]) -> dict[str, str] | None:
-    """Find each language's text in an OPUS-style {'en': ..., 'de': ...} mapping (keys may be ISO 639-1)."""
-    if not isinstance(pair, dict):
-        return None
-    by_canon = {}
-    for k, v in pair.items():
-        try:
-            by_canon[_canonical(k)] = v
-        except DataError:
-            continue
-    texts = {}
-    for raw, canon in zip(raw_codes, codes):
-        value = pair.get(raw, by_canon.get(canon))
-        if not isinstance(value, str):
-            return None
-        texts[canon] = value
-    return texts
-
-
 # ------------------------------------------------------------------------------------------ dispatch
 
 
@@ -420,6 +340,8 @@ def read_source(spec: SourceSpec, on_bad: OnBad = None) -> Iterator[Any]:
     local = Path(spec.path).expanduser()
     if not local.exists():
         if looks_like_hub_id(spec.path):
+            from bayling.data.hub_reader import read_hub_dataset  # imports this module: load on use
+
             return read_hub_dataset(spec, on_bad)
         raise DataError("input not found (neither a local path nor a hub dataset id)", path=spec.path)
     name = spec.source_name
