@@ -2,7 +2,7 @@
 
 1. hold out the first ``--eval-lines`` FLORES lines of the demo languages (the evaluation set);
 2. ``bayling-build-data`` on data/recipes/demo.yaml, with ``--decontaminate`` against the held-out lines;
-3. a tiny random-init Llama (real Llama-2 tokenizer) = the untrained model;
+3. a tiny random-init Llama with a small BPE trained on the training shards = the untrained model;
 4. ``bayling-train`` under DeepSpeed ZeRO-2 with 2 CPU processes for a fixed number of steps;
 5. ``bayling-eval --suite flores`` on the held-out lines for the untrained and the trained model;
 6. ``bayling-eval compare``: the before/after table and plot, and a verdict on the learning signal.
@@ -82,8 +82,8 @@ def build_untrained_model(data: Path, init: Path, args: argparse.Namespace) -> N
                     yield from (m["content"] for m in json.loads(line)["messages"])
 
         tok = train_small_tokenizer(texts(), init.parent / "tokenizer", vocab_size=int(args.tokenizer))
-    build_tiny_llama(str(tok), init, hidden_size=args.hidden, num_layers=args.layers, num_heads=4,
-                     num_kv_heads=4, intermediate_size=2 * args.hidden)
+    build_tiny_llama(str(tok), init, template=args.template, hidden_size=args.hidden, num_layers=args.layers,
+                     num_heads=4, num_kv_heads=4, intermediate_size=2 * args.hidden)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,8 +100,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--tokenizer", default="4000",
                     help="'llama2' (the real 32k Llama-2 tokenizer) or a vocabulary size for a BPE trained on the mix")
+    ap.add_argument("--template", default="llama2-chat",
+                    help="conversation format (bayling's 70-token system prompt would take 40%% of a demo's compute)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--repetition-penalty", type=float, default=1.2,
+                    help="for both evaluations: greedy decoding of a minutes-old model loops ('de la de la ...')")
     ap.add_argument("--min-chrf-gain", type=float, default=0.0,
                     help="chrF++ points every direction must gain, else exit code 1 (0: it must improve)")
     ap.add_argument("--clear-margin", type=float, default=2.0,
@@ -142,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     train = out / "train"
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bayling.cli.train",
          "--config", "data/recipes/train/tiny_cpu.yaml", "model.init=pretrained", f"model.path={init}",
-         "model.tokenizer=null",
+         "model.tokenizer=null", f"data.template={args.template}",
          f"data.dir={data}", "data.max_length=256", f"out={train}", f"max_steps={args.steps}",
          "micro_batch=8", "grad_accum=1", f"optim.lr={args.lr}", f"eval_every={max(args.steps // 5, 1)}",
          f"save_every={args.steps}", "log_every=10"], env)
 
     common = ["--suite", "flores", "--flores-dir", str(heldout), "--langs", args.langs,
               "--directions", "x-en,en-x", "--beams", "1", "--batch-size", "32",
-              "--max-new-tokens", str(args.max_new_tokens), "--no-progress"]
+              "--max-new-tokens", str(args.max_new_tokens), "--repetition-penalty", str(args.repetition_penalty),
+              "--no-progress"]
     banner("5/6 bayling-eval on the held-out sentences: untrained model, then trained model")
     run([tool("bayling-eval"), *common, "--model", str(init), "--out", str(out / "eval_before")], env)
     run([tool("bayling-eval"), *common, "--model", str(train / "final"), "--out", str(out / "eval_after")], env)

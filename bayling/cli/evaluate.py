@@ -57,6 +57,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, help="beam size (default 5, as in the paper)")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="default 1024, as in the paper")
+    p.add_argument("--repetition-penalty", dest="repetition_penalty", type=float,
+                   help="penalise tokens already generated (>1; default 1.0 = none, as in the paper)")
     p.add_argument("--template", help="chat template when the model has none: bayling | bayling3 | llama2-chat")
     p.add_argument("--backend", choices=["auto", "hf", "vllm"])
     p.add_argument("--device")
@@ -109,6 +111,8 @@ def _run_translation(cfg: EvalConfig, out: Path) -> int:
     model_path = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
     gen_settings = {"model": model_path, "template": cfg.template, "beams": cfg.beams,
                     "max_new_tokens": cfg.max_new_tokens}
+    if cfg.repetition_penalty != 1.0:  # only when set, so runs made without it keep their fingerprints
+        gen_settings["repetition_penalty"] = cfg.repetition_penalty
     records = run_tasks(
         tasks, out,
         make_generator=lambda: load_generator(cfg.model, backend=cfg.backend, template=cfg.template,

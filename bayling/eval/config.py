@@ -30,6 +30,7 @@ class EvalConfig:
     beams: int = 5
     batch_size: int = 16
     max_new_tokens: int = 1024
+    repetition_penalty: float = 1.0  # 1.0 = plain greedy/beam (the paper); >1 discourages loops in tiny models
     template: str | None = None
     backend: Literal["auto", "hf", "vllm"] = "auto"
     device: str | None = None
@@ -59,6 +60,8 @@ class EvalConfig:
             raise ConfigError("must be >= 1", field="batch_size")
         if self.max_new_tokens < 1:
             raise ConfigError("must be >= 1", field="max_new_tokens")
+        if not self.repetition_penalty > 0:
+            raise ConfigError("must be > 0 (1.0 = no penalty)", field="repetition_penalty")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("must be >= 1", field="limit")
         if self.flores not in (101, 200):

@@ -101,13 +101,17 @@ class HFGenerator:
 
     def generate(self, prompts: Sequence[str], *, beams: int = 5, batch_size: int = 16,
                  max_new_tokens: int = 1024, desc: str = "generate", stats: GenStats | None = None,
-                 progress: bool = True) -> list[str]:
-        """Translate rendered prompts; returns outputs in the input order, one line each."""
+                 progress: bool = True, repetition_penalty: float = 1.0) -> list[str]:
+        """Translate rendered prompts; returns outputs in the input order, one line each.
+
+        ``repetition_penalty`` (HF's, CTRL-style) applies to the tokens generated so far only: the prompt is
+        exempt, so names and numbers can still be copied from the source, and left padding never counts
+        (batched output stays equal to one-at-a-time output)."""
         import time
 
         import torch
         from tqdm import tqdm
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
         tok = self.tokenizer
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -122,8 +126,12 @@ class HFGenerator:
         bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, file=sys.stderr, leave=False)
         for batch in bar:
             enc = self._left_pad([ids[i] for i in batch])
+            processors = LogitsProcessorList()
+            if repetition_penalty != 1.0:
+                processors.append(RepetitionPenaltyLogitsProcessor(
+                    float(repetition_penalty), prompt_ignore_length=enc["input_ids"].shape[1]))
             with torch.inference_mode():
-                out = self.model.generate(**enc, generation_config=cfg)
+                out = self.model.generate(**enc, generation_config=cfg, logits_processor=processors)
             new = out[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), batch):
                 end = _stop_index(row, self.stop_ids)
@@ -185,8 +193,12 @@ class VLLMGenerator(HFGenerator):
 
     def generate(self, prompts: Sequence[str], *, beams: int = 5, batch_size: int = 16,
                  max_new_tokens: int = 1024, desc: str = "generate", stats: GenStats | None = None,
-                 progress: bool = True) -> list[str]:
+                 progress: bool = True, repetition_penalty: float = 1.0) -> list[str]:
         import time
+
+        if repetition_penalty != 1.0:  # vLLM's penalty also counts the prompt: not the same decoding
+            raise ConfigError("--repetition-penalty needs the hf backend (vLLM also penalises prompt tokens)",
+                              field="repetition_penalty")
 
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt

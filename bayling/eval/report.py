@@ -96,6 +96,7 @@ def summary_md(results: dict[str, Any]) -> str:
     lines = [f"# bayling-eval: {results['suite']}", "",
              f"- model: `{results['model']}`", f"- created: {results['created']}",
              f"- beams {cfg.get('beams')}, max new tokens {cfg.get('max_new_tokens')}, "
+             f"repetition penalty {cfg.get('repetition_penalty', 1.0)}, "
              f"limit {cfg.get('limit') or 'none'}, {len(recs)} directions", ""]
     lines += _avg_table("family", results["averages"]["by_family"])
     if results["suite"] == "flores":

@@ -136,6 +136,7 @@ def run_tasks(
             hyps = generator.generate(
                 prompts, beams=gen_settings["beams"], batch_size=batch_size,
                 max_new_tokens=gen_settings["max_new_tokens"], desc=task.name, progress=progress,
+                repetition_penalty=gen_settings.get("repetition_penalty", 1.0),
             )
             seconds = round(time.perf_counter() - start, 3)
             atomic_write_text(hyp_path, "".join(h + "\n" for h in hyps))

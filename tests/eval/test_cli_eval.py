@@ -91,7 +91,8 @@ def test_wmt_suite_needs_wmt_dir(tiny_llama2, tmp_path, capsys):
             str(tmp_path)], capsys, "WMT22 directory not found")
 
 
-@pytest.mark.parametrize("bad", [["--beams", "0"], ["--directions", "en-x,xx-en"], ["--flores", "300"]])
+@pytest.mark.parametrize("bad", [["--beams", "0"], ["--directions", "en-x,xx-en"], ["--flores", "300"],
+                                 ["--repetition-penalty", "0"]])
 def test_bad_settings_are_one_line(bad, capsys):
     _fails(["--print-config", *bad], capsys)
 

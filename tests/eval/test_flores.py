@@ -103,14 +103,17 @@ def test_flores_run_writes_reports_and_resumes_only_the_missing_direction(tiny_l
 
 def test_changed_generation_settings_regenerate(tiny_llama2, tmp_path):
     out = tmp_path / "run"
-    assert main(["--suite", "flores", "--model", str(tiny_llama2), "--flores-dir", SAMPLE, "--langs", "deu",
-                 "--directions", "x-en", "--limit", "2", "--beams", "1", "--max-new-tokens", "4", "--no-progress",
-                 "--out", str(out)]) == 0
-    assert main(["--suite", "flores", "--model", str(tiny_llama2), "--flores-dir", SAMPLE, "--langs", "deu",
-                 "--directions", "x-en", "--limit", "2", "--beams", "1", "--max-new-tokens", "5", "--no-progress",
-                 "--out", str(out)]) == 0
+    base = ["--suite", "flores", "--model", str(tiny_llama2), "--flores-dir", SAMPLE, "--langs", "deu",
+            "--directions", "x-en", "--limit", "2", "--beams", "1", "--no-progress", "--out", str(out)]
+    assert main([*base, "--max-new-tokens", "4"]) == 0
+    assert main([*base, "--max-new-tokens", "5"]) == 0
+    assert main([*base, "--max-new-tokens", "5", "--repetition-penalty", "1.3"]) == 0
+    assert main([*base, "--max-new-tokens", "5", "--repetition-penalty", "1.3"]) == 0  # nothing changed: skip
     log = (out / "eval.log").read_text(encoding="utf-8")
-    assert log.count("generated deu_Latn-eng_Latn") == 2
+    assert log.count("generated deu_Latn-eng_Latn") == 3 and log.count("skip deu_Latn-eng_Latn") == 1
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["config"]["repetition_penalty"] == 1.3
+    assert "repetition penalty 1.3" in (out / "summary.md").read_text(encoding="utf-8")
 
 
 def test_flores200_layout_uses_flores200_file_names(tmp_path):

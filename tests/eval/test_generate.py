@@ -31,6 +31,21 @@ def test_batched_greedy_equals_one_at_a_time(fixture, request):
     assert len(set(batched)) > 1  # a real model output per prompt, not one constant string
 
 
+def test_repetition_penalty_changes_loops_keeps_batching_exact_and_spares_the_prompt(tiny_llama2):
+    gen = HFGenerator(str(tiny_llama2))
+    prompts = _prompts(gen)
+    kw = {"beams": 1, "max_new_tokens": 40, "progress": False}
+    plain = gen.generate(prompts, batch_size=6, **kw)  # a random model repeats some tokens within 40
+    penalised = gen.generate(prompts, batch_size=6, repetition_penalty=1e4, **kw)
+    single = [gen.generate([p], batch_size=1, repetition_penalty=1e4, **kw)[0] for p in prompts]
+    assert penalised == single  # left padding is never penalised
+    assert penalised != plain
+    tok = gen.tokenizer
+    # the first new token has nothing generated before it: only a penalty on the prompt could change it
+    assert [tok(o, add_special_tokens=False)["input_ids"][:1] for o in penalised] == [
+        tok(o, add_special_tokens=False)["input_ids"][:1] for o in plain]
+
+
 def test_beam_search_batched_returns_one_line_per_prompt(tiny_llama2):
     gen = HFGenerator(str(tiny_llama2))
     prompts = _prompts(gen, 4)
