@@ -1,6 +1,7 @@
 """``bayling-train``: full fine-tuning with DeepSpeed ZeRO, under torchrun / deepspeed / Slurm, or on a CPU.
 
     torchrun --nproc_per_node N -m bayling.cli.train --config data/recipes/train/llama2_13b.yaml [key=value ...]
+    bayling-train --nproc-per-node 2 --config FILE      # one machine: checks the config, then starts torchrun
     bayling-train --config FILE --print-config          # resolved config, nothing else
     bayling-train --config FILE --prepare-only          # build the token cache once, before a big launch
     bayling-train --estimate-memory --model llama2-13b --zero 3 --gpus 8
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import shutil
 import socket
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-5 data.max_length=4096")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--prepare-only", action="store_true", help="build the token cache and exit")
+    p.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, default=None,
+                   help="start N worker processes on this machine under torchrun, after checking the config")
     p.add_argument("--resume", default="auto", help="auto (default) | none | PATH of a checkpoint dir")
     p.add_argument("--estimate-memory", action="store_true", help="print per-GPU memory estimate and exit")
     est = p.add_argument_group("--estimate-memory options")
@@ -139,6 +144,8 @@ def _main(argv: list[str] | None) -> int:
     data_files(cfg.data.dir)  # missing/empty data: fail on every rank before any process group exists
     if args.prepare_only:
         return _prepare_only(cfg)
+    if args.nproc_per_node is not None and "LOCAL_RANK" not in os.environ:
+        return _launch_local(args.nproc_per_node, sys.argv[1:] if argv is None else list(argv))
     rank, world = init_distributed(cfg)
     try:
         code = _train(cfg, args.resume, rank, world)
@@ -149,6 +156,25 @@ def _main(argv: list[str] | None) -> int:
         code = 130
     _exit_distributed(code)
     return code  # not reached
+
+
+def _launch_local(nproc: int, argv: list[str]) -> int:
+    """Workers under torchrun, started only after the checks above passed in this one process: a bad config
+    or a missing data dir is one line here, not N tracebacks followed by torchrun's failure report."""
+    if nproc < 1:
+        raise ConfigError(f"must be >= 1, got {nproc}", field="--nproc-per-node")
+    rest, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--nproc-per-node="):
+            skip = False
+            continue
+        skip = a == "--nproc-per-node"
+        if not skip:
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "bayling.cli.train", *rest]
+    print("$ " + shlex.join(cmd), flush=True)
+    return subprocess.call(cmd)
 
 
 def _exit_distributed(code: int) -> None:

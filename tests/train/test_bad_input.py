@@ -76,3 +76,21 @@ def test_tokenizer_larger_than_the_model_embedding(tmp_path, tiny_llama2, cache_
     """Llama-3's 128k-token tokenizer against a 32k-vocabulary model: named before any forward pass."""
     args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, ["model.tokenizer=llama3"])
     _one_line_error(th.run(1, args), "model.tokenizer", "128256 tokens", "32000")
+
+
+def test_local_launch_checks_the_config_before_starting_workers(tmp_path, tiny_llama2, cache_root):
+    """`bayling-train --nproc-per-node 2` with a missing data dir: one line from this process, no torchrun."""
+    args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, [f"data.dir={tmp_path / 'nope'}"])
+    proc = th.run(1, ["--nproc-per-node", "2", *args])
+    _one_line_error(proc, "nope", "does not exist")
+    assert "torch.distributed.run" not in proc.stdout and "ChildFailedError" not in proc.stderr
+
+
+def test_local_launch_starts_that_many_workers(tmp_path, tiny_llama2, cache_root):
+    out = tmp_path / "out"
+    args = th.train_args(out, tiny_llama2, cache_root, ["max_steps=2", "save_every=2", "eval_every=0"])
+    proc = th.run(1, ["--nproc-per-node=2", *args])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--nproc_per_node=2" in proc.stdout and "--nproc-per-node" not in proc.stdout.split("$ ", 1)[1]
+    ckpt = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    assert json.loads((ckpt / "train_state.json").read_text())["world_size"] == 2
