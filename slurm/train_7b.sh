@@ -20,15 +20,10 @@
 #SBATCH --output=logs/%x-%j.out
 set -euo pipefail
 
-# Slurm runs a copy of this file from its spool directory: find the checkout by BAYLING_ROOT, this file's
-# folder (bash slurm/...), or the submit directory.
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root=""
-for cand in "${BAYLING_ROOT:-}" "$here/.." "${SLURM_SUBMIT_DIR:-}" "$PWD"; do
-  if [[ -n "$cand" && -f "$cand/slurm/common.sh" ]]; then root="$(cd "$cand" && pwd)"; break; fi
-done
-[[ -n "$root" ]] || { echo "train_7b.sh: error: cannot find the checkout; submit from its root or set BAYLING_ROOT" >&2; exit 2; }
+# Slurm runs a spool copy of this file: the checkout is BAYLING_ROOT, this file's folder/.., or the submit dir.
+for root in "${BAYLING_ROOT:-}" "$(dirname "${BASH_SOURCE[0]}")/.." "${SLURM_SUBMIT_DIR:-}" "$PWD"; do [[ -n "$root" && -f "$root/slurm/common.sh" ]] && break; done
 # shellcheck source=slurm/common.sh
-source "$root/slurm/common.sh"
+source "$root/slurm/common.sh" 2>/dev/null || { echo "${0##*/}: error: cannot find the checkout; submit from its root or set BAYLING_ROOT" >&2; exit 2; }
+root="$(cd "$root" && pwd)"
 
 bayling_train "$root" "$root/data/recipes/train/llama2_7b.yaml" "$@"

@@ -60,26 +60,27 @@ def label_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]))
 
 
-@pytest.mark.parametrize("conv", list(CONVERSATIONS))
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
-def test_export_renders_and_tokenises_what_training_saw(exported, case, conv):
+@pytest.fixture(params=[(case, conv) for conv in CONVERSATIONS for case in CASES],
+                ids=lambda p: f"{'-'.join(p[0])}-{p[1]}")
+def trained_on(request, exported):
+    """(case, tokenizer, exported tokenizer, template, messages, the sample training tokenised) per conversation."""
+    case, conv = request.param
     tok, reloaded = exported[case]
     tpl = get_template(case[1])
     msgs = CONVERSATIONS[conv]
-    sample = tokenize_conversation(tok, tpl, msgs, max_length=4096)
+    return case, tok, reloaded, tpl, msgs, tokenize_conversation(tok, tpl, msgs, max_length=4096)
+
+
+def test_export_renders_and_tokenises_what_training_saw(trained_on):
+    _, tok, reloaded, tpl, msgs, sample = trained_on
     assert reloaded.apply_chat_template(msgs, tokenize=False) == render_for_tokenizer(tpl, tok, msgs).text
     ids = reloaded.apply_chat_template(msgs, tokenize=True, return_dict=False)
     assert list(ids) == sample.input_ids.tolist()
     assert reloaded.pad_token_id == tok.pad_token_id != reloaded.eos_token_id
 
 
-@pytest.mark.parametrize("conv", list(CONVERSATIONS))
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
-def test_labels_are_assistant_turns_plus_closing_token(exported, case, conv):
-    tok, _ = exported[case]
-    tpl = get_template(case[1])
-    msgs = CONVERSATIONS[conv]
-    sample = tokenize_conversation(tok, tpl, msgs, max_length=4096)
+def test_labels_are_assistant_turns_plus_closing_token(trained_on):
+    case, tok, _, tpl, msgs, sample = trained_on
     answers = [m["content"] for m in msgs if m["role"] == "assistant"]
     runs = label_runs(sample.trainable)
     assert len(runs) == len(answers)
