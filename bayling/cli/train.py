@@ -107,16 +107,16 @@ def _main(argv: list[str] | None) -> int:
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    from bayling.train.engine import prepare_deepspeed_for_cpu
-
-    prepare_deepspeed_for_cpu()
     if args.check:
-        print(f"{PROG}: {_checks(cfg, args, args.world_size or 1).line()}", flush=True)
+        world = 1 if args.world_size is None else args.world_size
+        print(f"{PROG}: {_checks(cfg, args, world).line()}", flush=True)
         return 0
     if args.world_size is not None:
         raise ConfigError("only meaningful with --check", field="--world-size")
     if args.prepare_only:
         return _prepare_only(cfg)
+    if args.nproc_per_node is not None and args.nproc_per_node < 1:
+        raise ConfigError(f"must be >= 1, got {args.nproc_per_node}", field="--nproc-per-node")
     if "LOCAL_RANK" not in os.environ:  # this process is the launcher (or the whole 1-process run)
         _checks(cfg, args, args.nproc_per_node or 1)
         if args.nproc_per_node is not None:
@@ -145,8 +145,10 @@ def _worker_checks(cfg: TrainConfig) -> None:
 
 
 def _worker(cfg: TrainConfig, args: argparse.Namespace) -> int:
+    from bayling.train.engine import prepare_deepspeed_for_cpu
     from bayling.train.recipe import exit_distributed, main
 
+    prepare_deepspeed_for_cpu()
     try:
         code = main(cfg, _options(args))
     except BaylingError as err:
@@ -220,9 +222,12 @@ def _prepare_only(cfg: TrainConfig) -> int:
     from bayling.train.tokenize import tokenizer_source
 
     cfg.require_paths()
-    model_dir = cfg.model.path if cfg.model.init == "tiny" else resolve_model(cfg.model.path, option="model.path")
-    path = prepare_cache(cfg.data.dir, tokenizer_source(cfg, model_dir), cfg.data.template, cfg.data.max_length,
-                         cfg.data.overlong, cfg.token_cache_root())
+    if cfg.model.tokenizer or cfg.model.init == "tiny":  # a local tokenizer: no model download, works offline
+        tok_src = tokenizer_source(cfg, cfg.model.path)
+    else:
+        tok_src = tokenizer_source(cfg, resolve_model(cfg.model.path, option="model.path"))
+    path = prepare_cache(cfg.data.dir, tok_src, cfg.data.template, cfg.data.max_length, cfg.data.overlong,
+                         cfg.token_cache_root())
     print(f"token cache ready: {path} (see {path / 'STATS.md'})")
     return 0
 

@@ -98,6 +98,8 @@ def check_hardware(cfg: TrainConfig) -> None:
     """Precision and attention that need a GPU (the config's equivalent of ``--device cuda``)."""
     import importlib.util
 
+    if cfg.dtype != "fp16" and cfg.model.attn_implementation != "flash_attention_2":
+        return  # nothing to check: skip importing DeepSpeed
     from bayling.train.engine import on_cpu
 
     cpu = on_cpu()
@@ -140,7 +142,6 @@ def run_checks(cfg: TrainConfig, world_size: int, resume: str = "auto", *, allow
     ga = cfg.resolved_grad_accum(world_size)
     ds_template_path(cfg)
     load_ds_template(cfg)
-    check_hardware(cfg)
     files = data_files(cfg.data.dir)
     if cfg.model.init == "tiny":
         check_tiny_target(Path(cfg.model.path))
@@ -150,14 +151,15 @@ def run_checks(cfg: TrainConfig, world_size: int, resume: str = "auto", *, allow
     else:
         model_dir = model_source(cfg)
         check_model_dir(model_dir)
+    resume_note = check_resume_config(cfg, out, resume, world_size, allow_changes=allow_changes,
+                                      trust_checkpoint=trust_checkpoint)
+    check_hardware(cfg)  # the first check that imports torch/DeepSpeed (seconds): cheap checks go first
     from bayling.templates import get_template
     from bayling.tokenizer import load_tokenizer
 
     tok_src = tokenizer_source(cfg, model_dir)
     tok = load_tokenizer(tok_src, get_template(cfg.data.template))
     check_vocab(model_dir, len(tok), tok_src)
-    resume_note = check_resume_config(cfg, out, resume, world_size, allow_changes=allow_changes,
-                                      trust_checkpoint=trust_checkpoint)
     return CheckReport(model=str(model_dir), tokenizer=str(tok_src), world_size=world_size, grad_accum=ga,
                        data_files=sum(len(v) for v in files.values()), resume=resume_note)
 

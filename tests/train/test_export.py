@@ -10,6 +10,8 @@ import pytest
 import torch
 import train_harness as th
 
+pytestmark = pytest.mark.slow  # DeepSpeed/torchrun launches
+
 
 @pytest.fixture(scope="module", params=["zero2", "zero3"])
 def run(request, tmp_path_factory, tiny_llama2):

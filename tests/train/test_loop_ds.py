@@ -8,6 +8,8 @@ import math
 import pytest
 import train_harness as th
 
+pytestmark = pytest.mark.slow  # DeepSpeed/torchrun launches
+
 FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "packing_efficiency", "mfu", "peak_memory_gb")
 
 

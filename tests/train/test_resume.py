@@ -55,6 +55,7 @@ def interrupted(tmp_path_factory, tiny_llama2):
     return out, proc.returncode, text, args
 
 
+@pytest.mark.slow
 def test_signal_saves_checkpoint_and_requeue_marker(interrupted):
     out, code, text, _ = interrupted
     assert code == 0, text[-3000:]
@@ -68,6 +69,7 @@ def test_signal_saves_checkpoint_and_requeue_marker(interrupted):
     assert "rerun with --resume auto" in text
 
 
+@pytest.mark.slow
 def test_resume_auto_reproduces_uninterrupted_curve(interrupted, tmp_path_factory, tiny_llama2):
     out, _, _, args = interrupted
     partial = out / "checkpoints" / "step-000099"  # a crashed save: no COMPLETED, must be ignored
@@ -84,6 +86,7 @@ def test_resume_auto_reproduces_uninterrupted_curve(interrupted, tmp_path_factor
     assert not (out / "REQUEUE").exists() and (out / "final" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_with_another_world_size_is_a_clear_error(tmp_path_factory, tiny_llama2):
     base = tmp_path_factory.getbasetemp()
     ref = th.zero2_reference(base, tiny_llama2)
