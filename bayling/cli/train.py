@@ -54,30 +54,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate-memory", action="store_true", help="print per-GPU memory estimate and exit")
     est = p.add_argument_group("--estimate-memory options")
     est.add_argument("--model", help="llama2-7b, llama3-8b, llama2-13b, ... or an HF model/config dir")
-    est.add_argument("--zero", default="3", help="ZeRO stage: 0, 1, 2, 3 or 3-offload (default 3)")
+    est.add_argument("--zero", default=None, help="ZeRO stage: 0, 1, 2, 3 or 3-offload (default: the config's, else 3)")
     est.add_argument("--gpus", type=int, default=8, help="GPUs per node (default 8)")
     est.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
-    est.add_argument("--micro-batch", type=int, default=1, help="sequences per GPU per micro-step")
-    est.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence")
-    est.add_argument("--dtype", default="bf16", help="bf16 (default), fp16 or fp32")
+    est.add_argument("--micro-batch", type=int, default=None, help="sequences per GPU per micro-step (default: "
+                     "the config's micro_batch, else 1)")
+    est.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: the config's "
+                     "data.max_length, else 2048)")
+    est.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: the config's, else bf16)")
     est.add_argument("--no-grad-checkpointing", action="store_true", help="estimate without checkpointing")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    """Per-GPU memory; with --config the model, ZeRO stage, micro batch, length, dtype and checkpointing
+    come from the run's config (explicit flags still win)."""
     from bayling.train import memory
 
-    if not args.model:
-        raise ConfigError("--estimate-memory needs --model (e.g. llama2-13b)", field="--model")
-    zero = str(args.zero)
+    model, zero, mb, seq, dtype, ckpt = args.model, args.zero, args.micro_batch, args.seq_len, args.dtype, None
+    if args.config:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+        model = model or (cfg.model.path if cfg.model.init == "pretrained" else None)
+        zero, mb, seq = zero or str(cfg.zero), mb or cfg.micro_batch, seq or cfg.data.max_length
+        dtype, ckpt = dtype or cfg.dtype, cfg.model.gradient_checkpointing
+    if not model:
+        raise ConfigError("--estimate-memory needs --model (e.g. llama2-13b) or --config", field="--model")
+    zero = str(zero or "3")
     if zero not in ("0", "1", "2", "3", "3-offload"):
         raise ConfigError(f"must be 0, 1, 2, 3 or 3-offload, got {zero!r}", field="--zero")
     offload = zero == "3-offload"
+    if args.no_grad_checkpointing:
+        ckpt = False
     est = memory.estimate_memory(
-        args.model, zero_stage=3 if offload else int(zero), gpus_per_node=args.gpus, nodes=args.nodes,
-        micro_batch=args.micro_batch, seq_len=args.seq_len, grad_checkpointing=not args.no_grad_checkpointing,
-        offload_optimizer=offload, offload_params=offload, dtype=args.dtype)
+        model, zero_stage=3 if offload else int(zero), gpus_per_node=args.gpus, nodes=args.nodes,
+        micro_batch=mb or 1, seq_len=seq or 2048, grad_checkpointing=True if ckpt is None else ckpt,
+        offload_optimizer=offload, offload_params=offload, dtype=dtype or "bf16")
     print(memory.format_estimate(est))
     return 0
 
@@ -194,26 +206,56 @@ def _launch_local(nproc: int, argv: list[str]) -> int:
     print("$ " + shlex.join(cmd), flush=True)
     with tempfile.NamedTemporaryFile(prefix="bayling-exit-", delete=False) as fh:
         status_file = fh.name
+    # Workers' stderr goes to an unlinked temporary file that this process tails, not to a pipe: if the
+    # launcher is killed, a pipe would break and the workers' next write (the progress bar) would kill
+    # them before they could checkpoint on the SIGTERM that follows.
+    log = tempfile.TemporaryFile()
     try:
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace",
-                                env={**os.environ, "BAYLING_EXIT_FILE": status_file},
+        proc = subprocess.Popen(cmd, stderr=log, env={**os.environ, "BAYLING_EXIT_FILE": status_file},
                                 preexec_fn=lambda: _parent_death_signal(signal.SIGTERM))
-        seen_error = False
-        for line in proc.stderr:
-            if line.startswith(f"{PROG}: error:"):
-                if not seen_error:
-                    sys.stderr.write(line)
-                seen_error = True
-            elif not seen_error:
-                sys.stderr.write(line)
-            sys.stderr.flush()
+        seen_error = _forward_stderr(proc, log)
         code = proc.wait()
-        codes = [int(x) for x in open(status_file).read().split() if x.strip().lstrip("-").isdigit()]
+        with open(status_file) as fh:
+            codes = [int(x) for x in fh.read().split() if x.strip().lstrip("-").isdigit()]
     finally:
+        log.close()
         os.unlink(status_file)
     if code != 0 and codes:
         return max(codes)
     return 2 if code != 0 and seen_error else code
+
+
+def _forward_stderr(proc: subprocess.Popen, log) -> bool:
+    """Copy the workers' stderr to ours until they exit; after the first ``bayling-train: error:`` line,
+    drop the rest (other ranks' copies, torchrun's failure report). Returns whether an error was seen."""
+    import time
+
+    seen_error, pending = False, b""
+    with open(f"/proc/self/fd/{log.fileno()}", "rb") as reader:
+        while True:
+            done = proc.poll() is not None
+            chunk = reader.read()
+            pending += chunk or b""
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace") + "\n"
+                if line.rsplit("\r", 1)[-1].startswith(f"{PROG}: error:"):
+                    if not seen_error:
+                        sys.stderr.write(line.rsplit("\r", 1)[-1])
+                    seen_error = True
+                elif not seen_error:
+                    sys.stderr.write(line)
+            if not seen_error and b"\r" in pending:  # progress bars redraw with \r: pass them on now
+                cut = pending.rfind(b"\r") + 1
+                sys.stderr.write(pending[:cut].decode("utf-8", errors="replace"))
+                pending = pending[cut:]
+            sys.stderr.flush()
+            if done and not chunk:
+                if pending and not seen_error:
+                    sys.stderr.write(pending.decode("utf-8", errors="replace"))
+                return seen_error
+            if not chunk:
+                time.sleep(0.1)
 
 
 def _prepare_only(cfg: TrainConfig) -> int:
