@@ -32,7 +32,11 @@ PROG = "bayling-train"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="DeepSpeed ZeRO full fine-tuning (BayLing 2 recipe).")
+    from bayling.templates import TEMPLATES
+
+    templates = "; ".join(f"{name}: {t.description}" for name, t in TEMPLATES.items())
+    p = argparse.ArgumentParser(prog=PROG, description="DeepSpeed ZeRO full fine-tuning (BayLing 2 recipe).",
+                                epilog=f"Conversation templates (data.template=NAME): {templates}.")
     p.add_argument("--config", help="training config YAML (data/recipes/train/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-5 data.max_length=4096")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

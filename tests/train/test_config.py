@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -132,3 +133,16 @@ def test_prepare_only_builds_the_token_cache_and_exits(tmp_path, tiny_llama2):
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and (caches[0] / "COMPLETE").is_file()
     assert "token cache ready" in proc.stdout and not (tmp_path / "out").exists()
+
+
+def test_prepare_only_is_offline_with_a_hub_model_and_a_local_tokenizer(tmp_path):
+    """Pre-tokenising on a login node without internet: model.path is a hub id, model.tokenizer is local."""
+    fixture = REPO_ROOT / "tests" / "train" / "fixtures" / "instruct"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bayling.cli.train", "--config", str(REPO_ROOT / "data/recipes/train/llama2_7b.yaml"),
+         "--prepare-only", "model.tokenizer=llama2", f"data.dir={fixture}", "data.max_length=256",
+         f"data.cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'out'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "token cache ready" in proc.stdout and len(list((tmp_path / "cache").iterdir())) == 1
