@@ -91,6 +91,19 @@ class DataPlan:
                                              self.seed, epoch)}
         return self._plans[epoch]
 
+    def geometry(self) -> dict[str, Any]:
+        """What one optimizer step holds (epoch 0's plan), in the units a reader of the paper counts:
+        instructions (conversations), tokens, packed rows; plus the steps one pass over the data takes."""
+        steps = self.plan(0)
+        rows = [[b for rank in st.micro_batches for mb in rank for b in mb] for st in steps]
+        inst = [sum(len(self.bins[b]) for b in r) for r in rows]
+        toks = [sum(int(self.cache.lengths[i]) for b in r for i in self.bins[b]) for r in rows]
+        mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+        return {"steps per epoch": len(steps), "instructions per step (mean, min-max)":
+                f"{mean(inst):.1f} ({min(inst, default=0)}-{max(inst, default=0)})",
+                "tokens per step (mean)": round(mean(toks)), "packed rows per step": len(rows[0]) if rows else 0,
+                "instructions in the data": len(self.cache)}
+
     def step(self, global_step: int):
         spe = self.steps_per_epoch
         return self.plan(global_step // spe)[global_step % spe]

@@ -244,6 +244,8 @@ def write_run_files(run: Run) -> None:
     where = (f"resuming from {run.resume_from} at step {run.start_step}" if run.resume_from
              else "starting from step 0")
     print(f"{PROG}: {where} of {run.total_steps}; token cache {run.cache_path}; output {out}", flush=True)
+    shown = ", ".join(f"{k} {v}" for k, v in run.plan.geometry().items())
+    print(f"{PROG}: one step holds: {shown}", flush=True)
 
 
 def train(run: Run) -> str:
@@ -290,7 +292,7 @@ def main(cfg: TrainConfig, options: RunOptions) -> int:
     status = train(run)
     final = export(run) if status == DONE else None
     run.logger.close({"run": str(run.out), "status": status, "steps planned": run.total_steps,
-                      "world size": run.world_size, "parameters": run.bundle.n_params,
+                      "world size": run.world_size, "parameters": run.bundle.n_params, **run.plan.geometry(),
                       "export": str(final) if final else "none (not finished)"})
     return EXIT_CODES[status]
 
