@@ -65,7 +65,8 @@ class OptimSection:
 
 @dataclass
 class TrainConfig:
-    """A whole run. ``global_batch`` counts sequences (packed bins) per optimizer step over all ranks."""
+    """A whole run. What an optimizer step holds: ``instructions_per_step`` conversations (the paper's unit;
+    packed per step, the number of rows varies), or else ``global_batch`` / ``grad_accum`` packed rows."""
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -74,6 +75,7 @@ class TrainConfig:
     micro_batch: int = 1
     grad_accum: int | None = None
     global_batch: int | None = None
+    instructions_per_step: int | None = None
     epochs: int = 1
     max_steps: int | None = None
     zero: str = "2"
@@ -110,6 +112,14 @@ class TrainConfig:
                 raise ConfigError(f"must be >= 1 when set, got {value}", field=name)
         if self.grad_accum is not None and self.global_batch is not None:
             raise ConfigError("set either grad_accum or global_batch, not both", field="global_batch")
+        if self.instructions_per_step is not None:
+            if self.instructions_per_step < 1:
+                raise ConfigError(f"must be >= 1 when set, got {self.instructions_per_step}",
+                                  field="instructions_per_step")
+            if self.grad_accum is not None or self.global_batch is not None:
+                raise ConfigError("instructions_per_step fixes what a step holds; remove grad_accum and "
+                                  "global_batch (the micro-steps per rank follow from the data)",
+                                  field="instructions_per_step")
         if not 0.0 <= self.optim.warmup_ratio < 1.0:
             raise ConfigError(f"must be in [0, 1), got {self.optim.warmup_ratio}", field="optim.warmup_ratio")
         if self.optim.lr <= 0:
@@ -148,8 +158,14 @@ class TrainConfig:
         if not self.data.dir:
             raise ConfigError("required: a bayling-build-data output dir", field="data.dir")
 
-    def resolved_grad_accum(self, world_size: int) -> int:
-        """GA from ``grad_accum``, or from ``global_batch`` = micro_batch * GA * world_size."""
+    def resolved_grad_accum(self, world_size: int) -> int | None:
+        """GA from ``grad_accum``, or from ``global_batch`` = micro_batch * GA * world_size; None with
+        ``instructions_per_step`` (then GA follows from the data: the fullest step's rows)."""
+        if self.instructions_per_step is not None:
+            if self.instructions_per_step < world_size:
+                raise ConfigError(f"{self.instructions_per_step} instructions per step cannot keep {world_size} "
+                                  "processes busy", field="instructions_per_step")
+            return None
         if self.global_batch is None:
             return self.grad_accum or 1
         per_step = self.micro_batch * world_size

@@ -70,9 +70,11 @@ def load_ds_template(cfg: TrainConfig) -> dict:
     return read_json(path, "DeepSpeed config", ConfigError)
 
 
-def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool) -> dict[str, Any]:
-    """The value each "auto" key gets, by dotted path (HF's choices for the bucket sizes)."""
-    ga = cfg.resolved_grad_accum(world_size)
+def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool,
+                grad_accum: int | None = None) -> dict[str, Any]:
+    """The value each "auto" key gets, by dotted path (HF's choices for the bucket sizes); ``grad_accum``
+    when the data plan derived it (``instructions_per_step``)."""
+    ga = grad_accum or cfg.resolved_grad_accum(world_size)
     # HF's hidden^2 bucket rule, floored: tiny models would otherwise issue thousands of tiny collectives.
     bucket = max(hidden_size * hidden_size, 50_000_000)
     return {
@@ -112,10 +114,10 @@ def fill_auto(template: dict, values: dict[str, Any], source: str = "deepspeed c
     return out
 
 
-def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int) -> dict:
+def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int, grad_accum: int | None = None) -> dict:
     """The DeepSpeed config this run uses (stored in OUT/ds_config.json)."""
     cpu = on_cpu()
-    ds = fill_auto(load_ds_template(cfg), auto_values(cfg, world_size, hidden_size, cpu),
+    ds = fill_auto(load_ds_template(cfg), auto_values(cfg, world_size, hidden_size, cpu, grad_accum),
                    source=str(ds_template_path(cfg)))
     if cpu:
         for key in ("offload_optimizer", "offload_param"):
@@ -159,13 +161,14 @@ def count_params(model) -> int:
     return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
 
 
-def build_engine(cfg: TrainConfig, model_dir: str, world_size: int, total_steps: int) -> EngineBundle:
+def build_engine(cfg: TrainConfig, model_dir: str, world_size: int, total_steps: int,
+                 grad_accum: int | None = None) -> EngineBundle:
     """deepspeed.initialize with the filled config and a client cosine schedule (saved in checkpoints)."""
     import deepspeed
     from transformers import AutoConfig
 
     hidden = int(getattr(AutoConfig.from_pretrained(model_dir), "hidden_size", 4096))
-    ds_config = build_ds_config(cfg, world_size, hidden)
+    ds_config = build_ds_config(cfg, world_size, hidden, grad_accum)
     model, hf_ds = load_model(model_dir, cfg, ds_config)
     engine, _, _, _ = deepspeed.initialize(
         model=model,

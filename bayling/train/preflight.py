@@ -29,13 +29,14 @@ class CheckReport:
     model: str
     tokenizer: str
     world_size: int
-    grad_accum: int
+    grad_accum: int | None
     data_files: int
     resume: str
 
     def line(self) -> str:
         return (f"checks passed (model {self.model}, tokenizer {self.tokenizer}, {self.data_files} data "
-                f"file(s), world size {self.world_size}, grad_accum {self.grad_accum}, {self.resume})")
+                f"file(s), world size {self.world_size}, grad_accum "
+                f"{self.grad_accum if self.grad_accum else 'from the data'}, {self.resume})")
 
 
 def check_safetensors(path: Path) -> None:

@@ -190,11 +190,20 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
 
     check_vocab(model_dir, train_cache.meta.get("vocab_size"), tok_src)
     ga = cfg.resolved_grad_accum(world)
+    if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
+        from bayling.train.packing import instruction_grad_accum
+
+        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
+                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
     mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
     common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
                   attn_implementation=cfg.model.attn_implementation, mask_dtype=mask_dtype,
                   packing=cfg.data.packing, micro_batch=cfg.micro_batch)
-    plan = DataPlan.build(train_cache, **common)
+    try:
+        plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
+        plan.plan(0)
+    except ValueError as err:  # a step that cannot give every rank work
+        raise ConfigError(str(err), field="instructions_per_step") from None
     if plan.steps_per_epoch == 0:
         raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
                           f"(micro_batch x grad_accum x world size = {cfg.micro_batch * ga * world})",
@@ -203,7 +212,7 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     valid_plan = DataPlan.build(valid, **common) if cfg.eval_every and len(valid) else None
     total = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
     data_sha = train_cache.meta.get("data_sha256")
-    state_extra = {**guard.geometry(cfg, world), "n_sequences": len(plan.bins), "total_steps": total,
+    state_extra = {**guard.geometry(cfg, world, ga), "n_sequences": len(plan.bins), "total_steps": total,
                    "cache_key": train_cache.meta["key"], "settings": guard.settings(cfg, data_sha)}
     resume_from = ckpt.find_resume(out / "checkpoints", options.resume)
     changes: dict = {}
@@ -211,13 +220,13 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
         if not options.trust_checkpoint:
             ckpt.verify_manifest(resume_from, rank, world)
         state = ckpt.load_state(resume_from)
-        guard.check_geometry(state, {**guard.geometry(cfg, world), "n_sequences": len(plan.bins)}, resume_from)
+        guard.check_geometry(state, {**guard.geometry(cfg, world, ga), "n_sequences": len(plan.bins)}, resume_from)
         changes = guard.check_settings(state, state_extra["settings"], resume_from,
                                        allow=options.allow_config_change)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    bundle = build_engine(cfg, model_dir, world, total)
+    bundle = build_engine(cfg, model_dir, world, total, ga)
     start = ckpt.load_checkpoint(bundle.engine, resume_from, rank)["step"] if resume_from else 0
     logger = MetricsLogger(out, rank=rank, start_step=start, total_steps=total, n_params=bundle.n_params,
                            world_size=world, peak_tflops=cfg.peak_tflops)

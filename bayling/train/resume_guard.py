@@ -61,9 +61,14 @@ def settings(cfg, data_sha256: str | None) -> dict[str, Any]:
             "model_path": model_identity(cfg), "data_sha256": data_sha256}
 
 
-def geometry(cfg, world_size: int) -> dict[str, Any]:
-    return {"world_size": world_size, "micro_batch": cfg.micro_batch, "grad_accum": cfg.resolved_grad_accum(world_size),
-            "seed": cfg.seed, "packing": cfg.data.packing, "max_length": cfg.data.max_length}
+def geometry(cfg, world_size: int, grad_accum: int | None = None) -> dict[str, Any]:
+    """The batch geometry (the data plan is a function of it). ``grad_accum`` is the plan's when it follows
+    from the data (``instructions_per_step``); the one-process check then compares the rest."""
+    ga = grad_accum or cfg.resolved_grad_accum(world_size)
+    out = {"world_size": world_size, "micro_batch": cfg.micro_batch, "grad_accum": ga, "seed": cfg.seed,
+           "packing": cfg.data.packing, "max_length": cfg.data.max_length,
+           "instructions_per_step": cfg.instructions_per_step}
+    return {k: v for k, v in out.items() if v is not None or k == "instructions_per_step"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
