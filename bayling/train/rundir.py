@@ -20,6 +20,7 @@ import socket
 import time
 from pathlib import Path
 
+from bayling.atomic import atomic_write_text
 from bayling.errors import ConfigError
 
 MARKER = ".bayling-run"
@@ -61,9 +62,9 @@ def claim(out: Path) -> None:
     """Create ``OUT`` (if needed) and write the marker that makes it this trainer's folder."""
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).is_file():
-        (out / MARKER).write_text(json.dumps({"tool": TOOL, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                      time.gmtime())}) + "\n")
+    if not (out / MARKER).is_file():  # atomic: a reader never sees an empty marker
+        atomic_write_text(out / MARKER, json.dumps({"tool": TOOL, "created": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
 
 def owner(out: Path) -> str | None:
