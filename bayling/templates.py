@@ -1,10 +1,11 @@
 """Conversation formats: ``bayling`` (Llama-2 BayLing), ``bayling3`` (Llama-3 BayLing), ``llama2-chat``.
 
-Each format exists twice, on purpose: a Python renderer that also returns the character spans of every
-assistant turn (what training puts loss on), and a Jinja ``chat_template`` that is exported with the
-tokenizer so ``tokenizer.apply_chat_template`` at inference renders the very same text. Tests check the
-two agree byte for byte on real tokenizers. Labels come from these spans mapped onto token offsets of the
-whole rendered text, never from tokenising substrings on their own.
+Each format is defined ONCE, as a Jinja ``chat_template`` in which ``{% generation %}...{% endgeneration %}``
+marks what the model must learn to produce (assistant contents plus the closing eos / ``<|eot_id|>``).
+Training derives its labels from those markers (transformers' ``return_assistant_tokens_mask``), and the
+same template is exported with the tokenizer, so ``apply_chat_template`` at inference renders exactly the
+text training saw. ``TEMPLATES`` is the registry: config validation, ``--template`` choices, help and
+docs/extending.md ("A conversation template") all derive from it.
 """
 
 from __future__ import annotations
@@ -26,35 +27,23 @@ BAYLING3_SYSTEM = "I am BayLing developed by the NLP Group of ICT/CAS."
 
 @dataclass
 class Rendered:
-    """Rendered text plus [start, end) character spans of the tokens the model must learn to produce."""
+    """Rendered text plus [start, end) character spans of the ``{% generation %}`` blocks."""
 
     text: str
     spans: list[tuple[int, int]] = field(default_factory=list)
 
 
-class _Builder:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.spans: list[tuple[int, int]] = []
-        self.length = 0
-
-    def add(self, text: str, trainable: bool = False) -> None:
-        if trainable and text:
-            self.spans.append((self.length, self.length + len(text)))
-        self.parts.append(text)
-        self.length += len(text)
-
-    def done(self) -> Rendered:
-        return Rendered("".join(self.parts), self.spans)
-
-
-def _check_roles(messages: Sequence[Message]) -> list[Message]:
+def check_roles(messages: Sequence[Message]) -> list[Message]:
+    """Roles the templates know, string contents, a system message only first (Jinja would silently skip
+    an unknown role and train on a conversation with a hole in it)."""
     msgs = list(messages)
     for i, m in enumerate(msgs):
         if m.get("role") not in ("system", "user", "assistant"):
             raise BaylingError(f"message {i} has role {m.get('role')!r}; expected system, user or assistant")
         if not isinstance(m.get("content"), str):
             raise BaylingError(f"message {i} has no string 'content'")
+        if m["role"] == "system" and i > 0:
+            raise BaylingError("a system message is only allowed first")
     return msgs
 
 
@@ -67,75 +56,21 @@ class Template:
     default_system: str | None
     stop_strings: tuple[str, ...]
     chat_template: str
+    # Llama-3 ends a turn with <|eot_id|>; its eos (<|end_of_text|>) is already in stop_strings, while the
+    # Llama-2 formats stop at the tokenizer's own eos whatever its spelling.
+    stop_at_eos: bool = True
 
-    def render(
-        self,
-        messages: Sequence[Message],
-        *,
-        bos_token: str,
-        eos_token: str,
-        add_generation_prompt: bool = False,
-    ) -> Rendered:
-        msgs = _check_roles(messages)
-        system = self.default_system
-        if msgs and msgs[0]["role"] == "system":
-            system = msgs[0]["content"]
-            msgs = msgs[1:]
-        render = _RENDERERS[self.name]
-        return render(msgs, system, bos_token, eos_token, add_generation_prompt)
+    def render(self, messages: Sequence[Message], *, bos_token: str, eos_token: str,
+               add_generation_prompt: bool = False) -> Rendered:
+        """The text and ``{% generation %}`` spans, by transformers' own Jinja renderer."""
+        from transformers.utils.chat_template_utils import render_jinja_template
 
+        texts, spans = render_jinja_template(
+            conversations=[check_roles(messages)], chat_template=self.chat_template,
+            return_assistant_tokens_mask=True, add_generation_prompt=add_generation_prompt,
+            bos_token=bos_token, eos_token=eos_token)
+        return Rendered(texts[0], [tuple(x) for x in spans[0]])
 
-def _render_bayling(msgs, system, bos, eos, gen) -> Rendered:
-    b = _Builder()
-    b.add(bos)
-    if system:
-        b.add(system + "\n\n")
-    for m in msgs:
-        if m["role"] == "user":
-            b.add("### Instruction:\n" + m["content"] + "\n### Response:\n")
-        elif m["role"] == "assistant":
-            b.add(m["content"] + eos, trainable=True)
-            b.add("\n")
-        else:
-            raise BaylingError("a system message is only allowed first")
-    return b.done()
-
-
-def _render_bayling3(msgs, system, bos, eos, gen) -> Rendered:
-    b = _Builder()
-    b.add(bos)
-    if system:
-        b.add("<|start_header_id|>system<|end_header_id|>\n\n" + system.strip() + "<|eot_id|>")
-    for m in msgs:
-        if m["role"] == "system":
-            raise BaylingError("a system message is only allowed first")
-        b.add(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n")
-        b.add(m["content"].strip() + "<|eot_id|>", trainable=m["role"] == "assistant")
-    if gen:
-        b.add("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    return b.done()
-
-
-def _render_llama2_chat(msgs, system, bos, eos, gen) -> Rendered:
-    b = _Builder()
-    first = True
-    for m in msgs:
-        if m["role"] == "user":
-            content = m["content"].strip()
-            if first and system:
-                content = f"<<SYS>>\n{system.strip()}\n<</SYS>>\n\n{content}"
-            b.add(f"{bos}[INST] {content} [/INST]")
-            first = False
-        elif m["role"] == "assistant":
-            # The space after [/INST] is generated by the model (the prompt ends at "[/INST]"), and Llama-2
-            # tokenises it into the first answer token ("▁Hello"), so it belongs to the trainable span.
-            b.add(" " + m["content"].strip() + " " + eos, trainable=True)
-        else:
-            raise BaylingError("a system message is only allowed first")
-    return b.done()
-
-
-_RENDERERS = {"bayling": _render_bayling, "bayling3": _render_bayling3, "llama2-chat": _render_llama2_chat}
 
 _SYSTEM_PREAMBLE = (
     "{%- if messages and messages[0]['role'] == 'system' -%}"
@@ -148,7 +83,8 @@ _BAYLING_JINJA = (
     + "{{- bos_token -}}{%- if system -%}{{- system + '\\n\\n' -}}{%- endif -%}"
     "{%- for m in loop_messages -%}"
     "{%- if m['role'] == 'user' -%}{{- '### Instruction:\\n' + m['content'] + '\\n### Response:\\n' -}}"
-    "{%- elif m['role'] == 'assistant' -%}{{- m['content'] + eos_token + '\\n' -}}{%- endif -%}"
+    "{%- elif m['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- m['content'] + eos_token -}}{%- endgeneration -%}{{- '\\n' -}}{%- endif -%}"
     "{%- endfor -%}"
 )
 
@@ -158,7 +94,10 @@ _BAYLING3_JINJA = (
     "{%- if system -%}{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' + system | trim + '<|eot_id|>' -}}"
     "{%- endif -%}"
     "{%- for m in loop_messages -%}"
-    "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' -}}"
+    "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' -}}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- m['content'] | trim + '<|eot_id|>' -}}{%- endgeneration -%}"
+    "{%- else -%}{{- m['content'] | trim + '<|eot_id|>' -}}{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
 )
@@ -171,7 +110,10 @@ _LLAMA2_CHAT_JINJA = (
     "{%- set content = '<<SYS>>\\n' + system | trim + '\\n<</SYS>>\\n\\n' + m['content'] | trim -%}"
     "{%- else -%}{%- set content = m['content'] | trim -%}{%- endif -%}"
     "{{- bos_token + '[INST] ' + content + ' [/INST]' -}}"
-    "{%- elif m['role'] == 'assistant' -%}{{- ' ' + m['content'] | trim + ' ' + eos_token -}}{%- endif -%}"
+    # The space after [/INST] is generated by the model (the prompt ends at "[/INST]"), and Llama-2
+    # tokenises it into the first answer token ("▁Hello"), so it is inside the generation block.
+    "{%- elif m['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- ' ' + m['content'] | trim + ' ' + eos_token -}}{%- endgeneration -%}{%- endif -%}"
     "{%- endfor -%}"
 )
 
@@ -189,6 +131,7 @@ TEMPLATES: dict[str, Template] = {
         BAYLING3_SYSTEM,
         ("<|eot_id|>", "<|end_of_text|>"),
         _BAYLING3_JINJA,
+        stop_at_eos=False,
     ),
     "llama2-chat": Template(
         "llama2-chat",
@@ -226,6 +169,6 @@ def stop_token_ids(tokenizer, template: Template) -> list[int]:
         tid = tokenizer.convert_tokens_to_ids(s)
         if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
             ids.append(tid)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids and template.name != "bayling3":
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids and template.stop_at_eos:
         ids.append(tokenizer.eos_token_id)
     return ids

@@ -16,6 +16,15 @@ from bayling.errors import ConfigError
 ZERO_CONFIGS = {"2": "zero2.json", "3": "zero3.json", "3-offload": "zero3_offload.json"}
 
 
+def _check_template(name: str) -> None:
+    """The template is checked with the config (not at tokenising time, minutes later)."""
+    from bayling.templates import TEMPLATES
+
+    if name not in TEMPLATES:
+        raise ConfigError(f"unknown template {name!r}; known: {', '.join(sorted(TEMPLATES))}",
+                          field="data.template")
+
+
 @dataclass
 class ModelSection:
     """Which model to fine-tune; ``init: tiny`` builds a random-init tiny Llama (CPU tests, the demo)."""
@@ -56,7 +65,8 @@ class OptimSection:
 
 @dataclass
 class TrainConfig:
-    """A whole run. ``global_batch`` counts sequences (packed bins) per optimizer step over all ranks."""
+    """A whole run. What an optimizer step holds: ``instructions_per_step`` conversations (the paper's unit;
+    packed per step, the number of rows varies), or else ``global_batch`` / ``grad_accum`` packed rows."""
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -65,6 +75,7 @@ class TrainConfig:
     micro_batch: int = 1
     grad_accum: int | None = None
     global_batch: int | None = None
+    instructions_per_step: int | None = None
     epochs: int = 1
     max_steps: int | None = None
     zero: str = "2"
@@ -101,12 +112,39 @@ class TrainConfig:
                 raise ConfigError(f"must be >= 1 when set, got {value}", field=name)
         if self.grad_accum is not None and self.global_batch is not None:
             raise ConfigError("set either grad_accum or global_batch, not both", field="global_batch")
+        if self.instructions_per_step is not None:
+            if self.instructions_per_step < 1:
+                raise ConfigError(f"must be >= 1 when set, got {self.instructions_per_step}",
+                                  field="instructions_per_step")
+            if self.grad_accum is not None or self.global_batch is not None:
+                raise ConfigError("instructions_per_step fixes what a step holds; remove grad_accum and "
+                                  "global_batch (the micro-steps per rank follow from the data)",
+                                  field="instructions_per_step")
         if not 0.0 <= self.optim.warmup_ratio < 1.0:
             raise ConfigError(f"must be in [0, 1), got {self.optim.warmup_ratio}", field="optim.warmup_ratio")
         if self.optim.lr <= 0:
             raise ConfigError(f"must be > 0, got {self.optim.lr}", field="optim.lr")
         if len(self.optim.betas) != 2:
             raise ConfigError("must be two numbers [beta1, beta2]", field="optim.betas")
+        for i, beta in enumerate(self.optim.betas):
+            if not 0.0 <= beta < 1.0:  # AdamW divides by 1 - beta**t: beta >= 1 is a division by zero
+                raise ConfigError(f"must be in [0, 1), got {beta}", field=f"optim.betas[{i}]")
+        nonnegative = {"optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip}
+        for name, value in nonnegative.items():
+            if value < 0:
+                raise ConfigError(f"must be >= 0, got {value}", field=name)
+        if self.optim.eps <= 0:
+            raise ConfigError(f"must be > 0, got {self.optim.eps}", field="optim.eps")
+        if not 0.0 <= self.optim.min_lr_ratio <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.optim.min_lr_ratio}", field="optim.min_lr_ratio")
+        if self.dist_timeout_minutes < 1:
+            raise ConfigError(f"must be >= 1, got {self.dist_timeout_minutes}", field="dist_timeout_minutes")
+        if self.model.tiny_hidden_size < 8 or self.model.tiny_hidden_size % 4:  # 4 heads of equal size
+            raise ConfigError(f"must be a multiple of 4 and >= 8, got {self.model.tiny_hidden_size}",
+                              field="model.tiny_hidden_size")
+        if self.model.tiny_layers < 1:
+            raise ConfigError(f"must be >= 1, got {self.model.tiny_layers}", field="model.tiny_layers")
+        _check_template(self.data.template)
         if self.eval_every < 0:
             raise ConfigError("must be >= 0 (0 = no evaluation)", field="eval_every")
         if self.model.init == "tiny" and not self.model.tokenizer:
@@ -120,8 +158,14 @@ class TrainConfig:
         if not self.data.dir:
             raise ConfigError("required: a bayling-build-data output dir", field="data.dir")
 
-    def resolved_grad_accum(self, world_size: int) -> int:
-        """GA from ``grad_accum``, or from ``global_batch`` = micro_batch * GA * world_size."""
+    def resolved_grad_accum(self, world_size: int) -> int | None:
+        """GA from ``grad_accum``, or from ``global_batch`` = micro_batch * GA * world_size; None with
+        ``instructions_per_step`` (then GA follows from the data: the fullest step's rows)."""
+        if self.instructions_per_step is not None:
+            if self.instructions_per_step < world_size:
+                raise ConfigError(f"{self.instructions_per_step} instructions per step cannot keep {world_size} "
+                                  "processes busy", field="instructions_per_step")
+            return None
         if self.global_batch is None:
             return self.grad_accum or 1
         per_step = self.micro_batch * world_size

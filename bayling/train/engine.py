@@ -70,9 +70,11 @@ def load_ds_template(cfg: TrainConfig) -> dict:
     return read_json(path, "DeepSpeed config", ConfigError)
 
 
-def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool) -> dict[str, Any]:
-    """The value each "auto" key gets, by dotted path (HF's choices for the bucket sizes)."""
-    ga = cfg.resolved_grad_accum(world_size)
+def auto_values(cfg: TrainConfig, world_size: int, hidden_size: int, cpu: bool,
+                grad_accum: int | None = None) -> dict[str, Any]:
+    """The value each "auto" key gets, by dotted path (HF's choices for the bucket sizes); ``grad_accum``
+    when the data plan derived it (``instructions_per_step``)."""
+    ga = grad_accum or cfg.resolved_grad_accum(world_size)
     # HF's hidden^2 bucket rule, floored: tiny models would otherwise issue thousands of tiny collectives.
     bucket = max(hidden_size * hidden_size, 50_000_000)
     return {
@@ -112,10 +114,10 @@ def fill_auto(template: dict, values: dict[str, Any], source: str = "deepspeed c
     return out
 
 
-def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int) -> dict:
+def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int, grad_accum: int | None = None) -> dict:
     """The DeepSpeed config this run uses (stored in OUT/ds_config.json)."""
     cpu = on_cpu()
-    ds = fill_auto(load_ds_template(cfg), auto_values(cfg, world_size, hidden_size, cpu),
+    ds = fill_auto(load_ds_template(cfg), auto_values(cfg, world_size, hidden_size, cpu, grad_accum),
                    source=str(ds_template_path(cfg)))
     if cpu:
         for key in ("offload_optimizer", "offload_param"):
@@ -123,17 +125,14 @@ def build_ds_config(cfg: TrainConfig, world_size: int, hidden_size: int) -> dict
     return ds
 
 
-def lr_lambda(total_steps: int, warmup_ratio: float, min_lr_ratio: float):
-    """Linear warm-up to 1, then cosine to ``min_lr_ratio``, as a factor of the peak lr."""
+def lr_schedule(optimizer, total_steps: int, warmup_ratio: float, min_lr_ratio: float):
+    """transformers' cosine-with-warmup: linear warm-up from 0 over ceil(ratio x steps) steps, then cosine
+    down to ``min_lr_ratio`` x peak (a LambdaLR: its state is saved in the DeepSpeed checkpoint)."""
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
+
     warmup = int(math.ceil(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, num_warmup_steps=warmup,
+                                                       num_training_steps=total_steps, min_lr_rate=min_lr_ratio)
 
 
 def load_model(model_dir: str, cfg: TrainConfig, ds_config: dict):
@@ -162,21 +161,20 @@ def count_params(model) -> int:
     return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
 
 
-def build_engine(cfg: TrainConfig, model_dir: str, world_size: int, total_steps: int) -> EngineBundle:
+def build_engine(cfg: TrainConfig, model_dir: str, world_size: int, total_steps: int,
+                 grad_accum: int | None = None) -> EngineBundle:
     """deepspeed.initialize with the filled config and a client cosine schedule (saved in checkpoints)."""
     import deepspeed
-    import torch
     from transformers import AutoConfig
 
     hidden = int(getattr(AutoConfig.from_pretrained(model_dir), "hidden_size", 4096))
-    ds_config = build_ds_config(cfg, world_size, hidden)
+    ds_config = build_ds_config(cfg, world_size, hidden, grad_accum)
     model, hf_ds = load_model(model_dir, cfg, ds_config)
-    schedule = lr_lambda(total_steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=ds_config,
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+        lr_scheduler=lambda opt: lr_schedule(opt, total_steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio),
     )
     stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
     return EngineBundle(engine, ds_config, hf_ds, count_params(model), stage)

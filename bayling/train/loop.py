@@ -36,6 +36,7 @@ from bayling.train.packing import (
     collate_packed,
     collate_padded,
     pack_best_fit_decreasing,
+    plan_instruction_steps,
     plan_steps,
     step_target_tokens,
 )
@@ -60,7 +61,11 @@ def install_signal_handlers() -> None:
 
 @dataclass
 class DataPlan:
-    """Bins of the token cache and the deterministic per-epoch step plans (cached per epoch)."""
+    """Bins of the token cache and the deterministic per-epoch step plans (cached per epoch).
+
+    Two batch semantics (docs/training.md, "What a step holds"): ``instructions_per_step`` set -> every step
+    holds exactly that many instructions, packed per step (:func:`plan_instruction_steps`); otherwise a step
+    holds ``micro_batch x grad_accum x world size`` packed rows of the run-wide packing."""
 
     cache: Any
     bins: list[list[int]]
@@ -73,13 +78,18 @@ class DataPlan:
     packing: bool
     attn_implementation: str
     mask_dtype: torch.dtype
+    instructions_per_step: int | None = None
     _plans: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, cache, *, packing: bool, max_length: int, **kw) -> DataPlan:
-        bins = pack_best_fit_decreasing(cache.lengths, max_length) if packing else [[i] for i in range(len(cache))]
+    def build(cls, cache, *, packing: bool, max_length: int, instructions_per_step: int | None = None,
+              **kw) -> DataPlan:
+        if instructions_per_step or not packing:
+            bins = [[i] for i in range(len(cache))]  # instruction mode packs per step, not run-wide
+        else:
+            bins = pack_best_fit_decreasing(cache.lengths, max_length)
         return cls(cache, bins, bin_target_counts(bins, cache.n_targets), max_length=max_length,
-                   packing=packing, **kw)
+                   packing=packing, instructions_per_step=instructions_per_step, **kw)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -87,19 +97,49 @@ class DataPlan:
 
     def plan(self, epoch: int):
         if epoch not in self._plans:
-            self._plans = {epoch: plan_steps(self.bins, self.micro_batch, self.grad_accum, self.world_size,
-                                             self.seed, epoch)}
+            if self.instructions_per_step:
+                steps = plan_instruction_steps(self.cache.lengths, self.instructions_per_step, self.micro_batch,
+                                               self.grad_accum, self.world_size, self.seed, epoch,
+                                               self.max_length, self.packing)
+            else:
+                steps = plan_steps(self.bins, self.micro_batch, self.grad_accum, self.world_size, self.seed, epoch)
+            self._plans = {epoch: steps}
         return self._plans[epoch]
 
     def step(self, global_step: int):
         spe = self.steps_per_epoch
         return self.plan(global_step // spe)[global_step % spe]
 
-    def collate(self, bin_ids: list[int]):
+    def rows(self, ids: list[int], step=None) -> list[list[int]]:
+        """Sample ids of each row: the step's own rows (instruction mode) or the run-wide bins."""
+        table = step.rows if step is not None and step.rows is not None else self.bins
+        return [table[i] for i in ids]
+
+    def step_targets(self, step) -> int:
+        """Target tokens of the whole step (all ranks, all micro-batches): the loss normaliser."""
+        if step.rows is None:
+            return step_target_tokens(step, self.bin_targets)
+        return int(sum(int(self.cache.n_targets[i]) for row in step.rows for i in row))
+
+    def collate(self, ids: list[int], step=None):
+        rows = self.rows(ids, step)
         if self.packing:
-            return collate_packed(self.cache, [self.bins[b] for b in bin_ids], self.max_length,
-                                  self.attn_implementation, self.mask_dtype)
-        return collate_padded(self.cache, [self.bins[b][0] for b in bin_ids])
+            return collate_packed(self.cache, rows, self.max_length, self.attn_implementation, self.mask_dtype)
+        return collate_padded(self.cache, [r[0] for r in rows])
+
+    def geometry(self) -> dict[str, Any]:
+        """What one optimizer step holds (epoch 0's plan), in the units a reader of the paper counts:
+        instructions (conversations), tokens, packed rows; plus the steps one pass over the data takes."""
+        steps = self.plan(0)
+        rows = [self.rows([b for rank in st.micro_batches for mb in rank for b in mb], st) for st in steps]
+        inst = [sum(len(r) for r in rs) for rs in rows]
+        toks = [sum(int(self.cache.lengths[i]) for r in rs for i in r) for rs in rows]
+        n_rows = [len(rs) for rs in rows]
+        mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+        span = lambda xs: f"{mean(xs):.1f} ({min(xs, default=0)}-{max(xs, default=0)})"  # noqa: E731
+        return {"steps per epoch": len(steps), "instructions per step (mean, min-max)": span(inst),
+                "tokens per step (mean)": round(mean(toks)), "packed rows per step (mean, min-max)": span(n_rows),
+                "instructions in the data": len(self.cache)}
 
 
 def token_loss_sum(engine, batch) -> torch.Tensor:
@@ -158,7 +198,8 @@ def evaluate(engine, valid_plan: DataPlan | None, rank: int, world_size: int,
 
 @dataclass
 class LoopContext:
-    """Everything :func:`train` needs, set up by bayling.cli.train."""
+    """Everything :func:`train` needs, set up by :func:`bayling.train.recipe.setup`; the cadences (save,
+    keep, eval, log) are read from the run's config object."""
 
     bundle: Any
     plan: DataPlan
@@ -169,11 +210,7 @@ class LoopContext:
     world_size: int
     start_step: int
     total_steps: int
-    save_every: int
-    keep_last: int
-    eval_every: int
-    eval_batches: int | None
-    log_every: int
+    cfg: Any
     state_extra: dict
 
 
@@ -183,22 +220,22 @@ def _state(ctx: LoopContext, step: int) -> dict:
 
 def save(ctx: LoopContext, step: int, **kw) -> Path:
     return ckpt.save_checkpoint(ctx.bundle.engine, ctx.out / "checkpoints", step, _state(ctx, step),
-                                rank=ctx.rank, keep_last=ctx.keep_last, **kw)
+                                rank=ctx.rank, keep_last=ctx.cfg.keep_last, **kw)
 
 
 def train(ctx: LoopContext) -> str:
     """The loop. Returns DONE, STOPPED (signal; checkpoint + OUT/REQUEUE) or NONFINITE (NaN/inf loss)."""
     engine, plan = ctx.bundle.engine, ctx.plan
     engine.train()
-    if ctx.eval_every and ctx.start_step == 0:  # the baseline every later val_loss is compared against
-        val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+    if ctx.cfg.eval_every and ctx.start_step == 0:  # the baseline every later val_loss is compared against
+        val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.cfg.eval_batches)
         if val is not None:
             ctx.logger.log_eval(0, *val)
     for step in range(ctx.start_step, ctx.total_steps):
         t0, lr = time.time(), engine.get_lr()[0]  # the lr this step uses (read before the scheduler moves)
         sched = plan.step(step)
-        targets = step_target_tokens(sched, plan.bin_targets)
-        batches = [plan.collate(mb).to(engine.device) for mb in sched.micro_batches[ctx.rank]]
+        targets = plan.step_targets(sched)
+        batches = [plan.collate(mb, sched).to(engine.device) for mb in sched.micro_batches[ctx.rank]]
         local, real, slots = run_step(engine, batches, targets, ctx.world_size)
         loss_sum, real, slots, stop = reduce_step(local, real, slots)
         done = step + 1
@@ -206,15 +243,15 @@ def train(ctx: LoopContext) -> str:
         record = ctx.logger.step_record(
             done, loss=loss, lr=lr, grad_norm=_grad_norm(engine), real_tokens=real,
             slot_tokens=slots, target_tokens=targets, seconds=time.time() - t0, epoch=sched.epoch)
-        ctx.logger.log(record, write=done % ctx.log_every == 0 or done == ctx.total_steps or stop)
+        ctx.logger.log(record, write=done % ctx.cfg.log_every == 0 or done == ctx.total_steps or stop)
         if not math.isfinite(loss):
             path = save(ctx, done, update_latest=False, tag=f"nonfinite-{ckpt.tag_for(done)}")
             return _nonfinite(ctx, done, loss, path)
-        if ctx.eval_every and (done % ctx.eval_every == 0 or done == ctx.total_steps):
-            val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+        if ctx.cfg.eval_every and (done % ctx.cfg.eval_every == 0 or done == ctx.total_steps):
+            val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.cfg.eval_batches)
             if val is not None:
                 ctx.logger.log_eval(done, *val)
-        if done % ctx.save_every == 0 or done == ctx.total_steps or stop:
+        if done % ctx.cfg.save_every == 0 or done == ctx.total_steps or stop:
             path = save(ctx, done)
         if stop:
             return _stopped(ctx, done, path)

@@ -50,6 +50,11 @@ LLAMA_CONFIGS: dict[str, dict] = {
                   "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
                   "tie_word_embeddings": False},
 }
+# The recipes' hub ids (data/recipes/train/*.yaml) -> the table above, so --estimate-memory --config works
+# offline, before anything is downloaded.
+HUB_IDS = {"meta-llama/Llama-2-7b-chat-hf": "llama2-7b", "meta-llama/Llama-2-7b-hf": "llama2-7b",
+           "meta-llama/Llama-2-13b-chat-hf": "llama2-13b", "meta-llama/Llama-2-13b-hf": "llama2-13b",
+           "meta-llama/Meta-Llama-3-8B-Instruct": "llama3-8b", "meta-llama/Meta-Llama-3-8B": "llama3-8b"}
 GiB = 1024**3
 
 
@@ -87,6 +92,7 @@ class MemoryEstimate:
 
 def load_llama_config(model: str) -> tuple[str, dict]:
     """Hyper-parameters of a named base model or of an HF checkpoint/config directory (config.json)."""
+    model = HUB_IDS.get(model, model)
     if model in LLAMA_CONFIGS:
         return model, LLAMA_CONFIGS[model]
     path = Path(model)

@@ -92,11 +92,15 @@ def packing_efficiency(lengths: Sequence[int] | np.ndarray, bins: list[list[int]
 
 @dataclass
 class Step:
-    """One optimizer step: ``micro_batches[rank][j]`` = bin indices of micro-batch j on that rank."""
+    """One optimizer step: ``micro_batches[rank][j]`` = bin indices of micro-batch j on that rank.
+
+    ``rows`` is set by :func:`plan_instruction_steps`: the step's own packed rows (lists of sample ids),
+    which ``micro_batches`` then index instead of the run-wide bins."""
 
     epoch: int
     index: int
     micro_batches: list[list[list[int]]]
+    rows: list[list[int]] | None = None
 
     def bins(self) -> list[int]:
         return [b for rank in self.micro_batches for mb in rank for b in mb]
@@ -133,6 +137,62 @@ def plan_steps(
             slot = k % slots
             mbs[slot % world_size][slot // world_size].append(b)
         steps.append(Step(epoch, len(steps), mbs))
+    return steps
+
+
+def step_rows(lengths: np.ndarray, perm: list[int], start: int, per_step: int, max_length: int,
+              packing: bool) -> list[list[int]]:
+    """The packed rows (sample ids) of the ``per_step`` instructions starting at ``perm[start]``."""
+    chunk = perm[start:start + per_step]
+    if not packing:
+        return [[i] for i in chunk]
+    local = pack_best_fit_decreasing(lengths[chunk], max_length)
+    return [[chunk[k] for k in b] for b in local]
+
+
+def instruction_grad_accum(lengths, per_step: int, micro_batch: int, world_size: int, seed: int, epochs: int,
+                           max_length: int, packing: bool) -> int:
+    """Micro-steps per rank that hold the fullest step of every planned epoch (DeepSpeed needs one fixed GA)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    most = 1
+    for epoch in range(epochs):
+        perm = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
+        for start in range(0, len(perm) - per_step + 1, per_step):
+            most = max(most, len(step_rows(lengths, perm, start, per_step, max_length, packing)))
+    return -(-most // (micro_batch * world_size))
+
+
+def plan_instruction_steps(lengths, per_step: int, micro_batch: int, grad_accum: int, world_size: int,
+                           seed: int, epoch: int, max_length: int, packing: bool) -> list[Step]:
+    """Steps of exactly ``per_step`` instructions (the paper's unit), whatever their lengths.
+
+    The epoch's shuffled samples are cut into groups of ``per_step``; each group is packed on its own
+    (best-fit decreasing), so a step holds a variable number of rows. Rows are dealt round-robin over the
+    ``world_size x grad_accum`` (rank, micro-step) slots, ``grad_accum`` being large enough for the fullest
+    step; a slot that would stay empty gets a row split off the fullest multi-sample row (never a sample
+    cut), so every micro-batch has work and every rank runs the same micro-steps. The loss stays exact: it
+    is normalised by the target tokens of the step's instructions, however they are laid out.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    perm = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
+    slots = grad_accum * world_size
+    steps: list[Step] = []
+    for start in range(0, len(perm) - per_step + 1, per_step):
+        rows = step_rows(lengths, perm, start, per_step, max_length, packing)
+        while len(rows) < slots:
+            widest = max(range(len(rows)), key=lambda r: len(rows[r]))
+            if len(rows[widest]) < 2:
+                raise ValueError(f"{per_step} instructions cannot fill {slots} micro-batches")
+            half = len(rows[widest]) // 2
+            rows.append(rows[widest][half:])
+            rows[widest] = rows[widest][:half]
+        if len(rows) > slots * micro_batch:
+            raise ValueError(f"a step needs {len(rows)} rows, more than {slots} x micro_batch {micro_batch}")
+        mbs: list[list[list[int]]] = [[[] for _ in range(grad_accum)] for _ in range(world_size)]
+        for k in range(len(rows)):
+            slot = k % slots
+            mbs[slot % world_size][slot // world_size].append(k)
+        steps.append(Step(epoch, len(steps), mbs, rows))
     return steps
 
 

@@ -1,16 +1,12 @@
-"""Conversation -> token ids + labels, with labels taken from character spans of the rendered text.
+"""Conversation -> token ids + labels, with labels taken from the template's ``{% generation %}`` blocks.
 
-Why this way: the template renderer (:mod:`bayling.templates`) returns the rendered text AND the
-character spans of everything the model must learn to produce (assistant contents plus the closing
-eos / ``<|eot_id|>``). We tokenise the WHOLE text once with ``return_offsets_mapping=True`` and label
-every token whose characters overlap a span. Tokenising substrings on their own (prompt, then answer)
-gives different ids at the seams (sentencepiece "▁" prefixes, BPE merges) and is the classic way to
-end up with masks that silently miss tokens.
-
-Rule for a token with character range ``[s, e)`` and a span ``[a, b)``: trainable iff ``s < b`` and
-``max(e, s + 1) > a`` (overlap; a zero-width token counts as its start character). Overlap rather than
-"starts inside" because Llama-2 folds the space before an answer into its first token (``"▁Hello"``
-starts on the space): "starts inside" would leave the first answer token unlearned.
+Why this way: the chat template (:mod:`bayling.templates`) marks everything the model must learn to produce
+(assistant contents plus the closing eos / ``<|eot_id|>``) with ``{% generation %}``. transformers'
+``apply_chat_template(..., return_assistant_tokens_mask=True)`` renders a whole batch, tokenises the WHOLE
+texts once and labels every token whose characters overlap a marked span. Tokenising substrings on their
+own (prompt, then answer) gives different ids at the seams (sentencepiece "▁" prefixes, BPE merges) and is
+the classic way to end up with masks that silently miss tokens; overlap rather than "starts inside"
+because Llama-2 folds the space before an answer into its first token (``"▁Hello"`` starts on the space).
 
 Guards (a template/tokenizer mismatch must fail loudly, never train with a loss of 0):
 - the last token of every complete span must be one of the template's stop tokens (the model must
@@ -33,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayling.errors import BaylingError
-from bayling.templates import Message, Template, render_for_tokenizer, stop_token_ids
+from bayling.templates import Message, Template, check_roles, stop_token_ids
 
 IGNORE_INDEX = -100
 OVERLONG_MODES = ("truncate", "drop")
@@ -61,26 +57,19 @@ class TokenizedSample:
         return len(self.input_ids)
 
 
-def label_mask(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Boolean mask over tokens: True where the token's characters overlap any trainable span."""
-    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    starts = offsets[:, 0]
-    ends = np.maximum(offsets[:, 1], starts + 1)
-    mask = np.zeros(len(offsets), dtype=bool)
-    for a, b in spans:
-        mask |= (starts < b) & (ends > a)
-    return mask
+def assistant_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) token ranges of consecutive target tokens (one per ``{% generation %}`` block)."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
 
 
-def _check_closing_tokens(ids: np.ndarray, offsets: np.ndarray, spans, n_kept: int, stops: set[int]) -> None:
-    """Every span that survived truncation must end on a stop token, or the model never learns to stop."""
-    starts = offsets[:, 0]
-    ends = np.maximum(offsets[:, 1], starts + 1)
-    for a, b in spans:
-        inside = np.nonzero((starts < b) & (ends > a))[0]
-        if len(inside) == 0 or inside[-1] >= n_kept:
-            continue  # empty span or cut by truncation
-        last = int(ids[inside[-1]])
+def _check_closing_tokens(ids: np.ndarray, mask: np.ndarray, n_kept: int, stops: set[int]) -> None:
+    """Every assistant turn that survived truncation must end on a stop token, or the model never learns
+    to stop (the guard against a template whose eos string is not a special token of the tokenizer)."""
+    for _, end in assistant_runs(mask):
+        if end > n_kept:
+            continue  # cut by truncation
+        last = int(ids[end - 1])
         if last not in stops:
             raise BaylingError(
                 f"template/tokenizer mismatch: an assistant turn ends on token id {last}, not on a stop token "
@@ -88,14 +77,12 @@ def _check_closing_tokens(ids: np.ndarray, offsets: np.ndarray, spans, n_kept: i
             )
 
 
-def _finish(
-    ids: list[int], offsets: list[tuple[int, int]], spans, max_length: int, overlong: str, stops: set[int]
-) -> TokenizedSample | str:
+def _finish(ids: list[int], assistant_mask: list[int], max_length: int, overlong: str,
+            stops: set[int]) -> TokenizedSample | str:
     ids_a = np.asarray(ids, dtype=np.int32)
-    off_a = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    mask = label_mask(off_a, spans)
+    mask = np.asarray(assistant_mask, dtype=bool)
     if len(mask):
-        mask[0] = False
+        mask[0] = False  # nothing predicts the first token
     if not mask.any():
         return "no_trainable_tokens"
     n_kept = len(ids_a)
@@ -104,7 +91,7 @@ def _finish(
         if overlong == "drop":
             return "too_long"
         n_kept, truncated = max_length, True
-    _check_closing_tokens(ids_a, off_a, spans, n_kept, stops)
+    _check_closing_tokens(ids_a, mask, n_kept, stops)
     if truncated:
         ids_a, mask = ids_a[:n_kept], mask[:n_kept]
         if not mask.any():
@@ -130,20 +117,14 @@ def tokenize_batch(
 ) -> list[TokenizedSample | str]:
     """Tokenise many conversations with ONE batched tokenizer call (the Rust tokenizer parallelises it)."""
     _check_args(tokenizer, max_length, overlong)
-    rendered = [render_for_tokenizer(template, tokenizer, msgs) for msgs in conversations]
-    if not rendered:
+    if not conversations:
         return []
-    enc = tokenizer(
-        [r.text for r in rendered],
-        return_offsets_mapping=True,
-        add_special_tokens=False,
-        return_attention_mask=False,
-    )
+    enc = tokenizer.apply_chat_template(
+        [check_roles(msgs) for msgs in conversations], chat_template=template.chat_template, tokenize=True,
+        return_dict=True, return_assistant_tokens_mask=True, tokenizer_kwargs={"return_attention_mask": False})
     stops = set(stop_token_ids(tokenizer, template))
-    return [
-        _finish(ids, offs, r.spans, max_length, overlong, stops)
-        for ids, offs, r in zip(enc["input_ids"], enc["offset_mapping"], rendered)
-    ]
+    return [_finish(ids, mask, max_length, overlong, stops)
+            for ids, mask in zip(enc["input_ids"], enc["assistant_masks"])]
 
 
 def tokenize_conversation(
@@ -155,3 +136,17 @@ def tokenize_conversation(
 ) -> TokenizedSample | str:
     """One conversation -> :class:`TokenizedSample`, or the reason (str) it must be dropped."""
     return tokenize_batch(tokenizer, template, [messages], max_length, overlong)[0]
+
+
+def tokenizer_source(cfg, model_dir: str) -> str:
+    """``model.tokenizer`` (a dir, hub id, or the shipped ``llama2``/``llama3``), else the model dir."""
+    from pathlib import Path
+
+    from bayling.tokenizer import tokenizer_dir
+
+    name = cfg.model.tokenizer
+    if not name:
+        return model_dir
+    if name in ("llama2", "llama3") and not Path(name).exists():
+        return str(tokenizer_dir(name))
+    return name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import yaml
 from bayling.config import load_config
 from bayling.errors import ConfigError
 from bayling.train.config import TrainConfig
-from bayling.train.engine import REPO_ROOT, auto_values, fill_auto, lr_lambda
+from bayling.train.engine import REPO_ROOT, auto_values, fill_auto, lr_schedule
 
 RECIPES = sorted((REPO_ROOT / "data" / "recipes" / "train").glob("*.yaml"))
 
@@ -111,11 +112,16 @@ def test_an_auto_without_a_value_is_an_error():
 
 
 def test_cosine_schedule_with_linear_warmup():
-    f = lr_lambda(total_steps=100, warmup_ratio=0.1, min_lr_ratio=0.1)
+    """transformers' schedule: 0 -> peak over 10 warm-up steps, then cosine to min_lr_ratio x peak."""
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = lr_schedule(opt, total_steps=100, warmup_ratio=0.1, min_lr_ratio=0.1)
+    f = sched.lr_lambdas[0]
     warm = [f(s) for s in range(10)]
-    assert warm == sorted(warm) and warm[0] < 0.2 and f(10) == pytest.approx(1.0)
+    assert warm == sorted(warm) and warm[0] == 0.0 and warm[5] == pytest.approx(0.5) and f(10) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert f(99) == pytest.approx(0.1, abs=0.01)
+    assert f(100) == pytest.approx(0.1)
 
 
 def test_prepare_only_builds_the_token_cache_and_exits(tmp_path, tiny_llama2):
@@ -127,3 +133,16 @@ def test_prepare_only_builds_the_token_cache_and_exits(tmp_path, tiny_llama2):
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and (caches[0] / "COMPLETE").is_file()
     assert "token cache ready" in proc.stdout and not (tmp_path / "out").exists()
+
+
+def test_prepare_only_is_offline_with_a_hub_model_and_a_local_tokenizer(tmp_path):
+    """Pre-tokenising on a login node without internet: model.path is a hub id, model.tokenizer is local."""
+    fixture = REPO_ROOT / "tests" / "train" / "fixtures" / "instruct"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bayling.cli.train", "--config", str(REPO_ROOT / "data/recipes/train/llama2_7b.yaml"),
+         "--prepare-only", "model.tokenizer=llama2", f"data.dir={fixture}", "data.max_length=256",
+         f"data.cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'out'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "token cache ready" in proc.stdout and len(list((tmp_path / "cache").iterdir())) == 1

@@ -10,6 +10,8 @@ import pytest
 import torch
 import train_harness as th
 
+pytestmark = pytest.mark.slow  # DeepSpeed/torchrun launches
+
 
 @pytest.fixture(scope="module", params=["zero2", "zero3"])
 def run(request, tmp_path_factory, tiny_llama2):
@@ -64,3 +66,20 @@ def test_loads_in_lm_eval_harness(run):
     req = Instance(request_type="loglikelihood", doc={}, arguments=("The capital of France is", " Paris"), idx=0)
     (logprob, _greedy), = lm.loglikelihood([req])
     assert math.isfinite(logprob) and logprob < 0
+
+
+def test_final_carries_what_defines_it(run):
+    """final/bayling.json (contract 2): template, max length, base model, hashes; the tokenizer's
+    model_max_length is the training max length."""
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    meta = json.loads((run / "final" / "bayling.json").read_text())
+    assert set(meta) == {"format", "template", "max_length", "base_model", "data_manifest_sha256", "cache_key",
+                         "config_sha256", "bayling_version"}
+    assert meta["format"] == 1 and meta["template"] == "bayling" and meta["max_length"] == 128
+    assert meta["data_manifest_sha256"] is None  # the fixture data folder has no manifest.json
+    assert len(meta["cache_key"]) == 64
+    assert meta["config_sha256"] == hashlib.sha256((run / "train_config.yaml").read_bytes()).hexdigest()
+    assert AutoTokenizer.from_pretrained(run / "final").model_max_length == 128

@@ -14,6 +14,8 @@ import pytest
 import torch
 import train_harness as th
 
+pytestmark = pytest.mark.slow  # DeepSpeed/torchrun launches
+
 WORKER = Path(__file__).resolve().parent / "loss_norm_worker.py"
 
 

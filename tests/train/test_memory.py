@@ -75,3 +75,20 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(ConfigError, match="not a Llama-style config"):
         estimate_memory(str(tmp_path))
+
+
+@pytest.mark.parametrize("recipe,expect", [("llama2_7b", "llama2-7b (6.74B params), ZeRO-2"),
+                                           ("llama2_13b", "llama2-13b (13.02B params), ZeRO-3"),
+                                           ("llama3_8b", "micro-batch 2 x 4096 tokens")])
+def test_estimate_memory_reads_the_config(recipe, expect):
+    """`--estimate-memory --config` takes model, ZeRO stage, micro batch and length from the run's config."""
+    import subprocess
+    import sys
+
+    from bayling.train.engine import REPO_ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "bayling.cli.train", "--estimate-memory", "--config",
+                           str(REPO_ROOT / "data/recipes/train" / f"{recipe}.yaml")], capture_output=True,
+                          text=True, timeout=120, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout.splitlines()[0]

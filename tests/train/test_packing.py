@@ -182,3 +182,57 @@ def test_loss_on_target_positions_only_equals_full_logit_loss(cache, models, pac
     assert torch.allclose(fast, full, rtol=1e-5)
     for n in g_full:
         assert torch.allclose(g_fast[n], g_full[n], atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("per_step,micro_batch,world", [(128, 4, 8), (128, 2, 16), (32, 1, 4), (7, 1, 2)])
+def test_instruction_steps_hold_exactly_n_instructions(per_step, micro_batch, world):
+    """instructions_per_step: every step holds exactly N instructions (whatever their lengths), packed
+    rows never exceed max_length, every (rank, micro-step) has 1..micro_batch rows, each sample appears at
+    most once per epoch, and the plan is a pure function of (seed, epoch)."""
+    from bayling.train.packing import instruction_grad_accum, plan_instruction_steps
+
+    rng = np.random.default_rng(7)
+    lengths = np.clip(rng.lognormal(5.6, 0.8, 3000).astype(np.int64), 8, 2048)
+    ga = instruction_grad_accum(lengths, per_step, micro_batch, world, 3, 2, 2048, True)
+    for epoch in (0, 1):
+        steps = plan_instruction_steps(lengths, per_step, micro_batch, ga, world, 3, epoch, 2048, True)
+        assert len(steps) == len(lengths) // per_step
+        seen = []
+        for st in steps:
+            samples = [i for row in st.rows for i in row]
+            assert len(samples) == per_step
+            assert all(int(lengths[row].sum()) <= 2048 for row in st.rows)
+            for rank in st.micro_batches:
+                assert len(rank) == ga and all(1 <= len(mb) <= micro_batch for mb in rank)
+            assert sorted(k for rank in st.micro_batches for mb in rank for k in mb) == list(range(len(st.rows)))
+            seen += samples
+        assert len(seen) == len(set(seen))
+        again = plan_instruction_steps(lengths, per_step, micro_batch, ga, world, 3, epoch, 2048, True)
+        assert [s.rows for s in again] == [s.rows for s in steps]
+
+
+def test_instruction_steps_pin_the_paper_geometry():
+    """Golden: 128 instructions of a log-normal SFT-like mix (median 267 tokens) pack into 20-30 rows of
+    2048, so 8 GPUs x micro-batch 4 need one micro-step; 128 packed ROWS (the old global_batch) held ~5x more
+    instructions per step."""
+    from bayling.train.packing import instruction_grad_accum, plan_instruction_steps
+
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(5.6, 0.8, 12800).astype(np.int64), 8, 2048)
+    ga = instruction_grad_accum(lengths, 128, 4, 8, 42, 1, 2048, True)
+    steps = plan_instruction_steps(lengths, 128, 4, ga, 8, 42, 0, 2048, True)
+    rows = [len(s.rows) for s in steps]
+    assert ga == 1 and len(steps) == 100
+    assert (min(rows), max(rows), sum(rows)) == (20, 30, 2355)  # 23.6 rows of 2048 hold 128 instructions
+
+
+def test_too_few_instructions_for_the_ranks_is_a_config_error():
+    from bayling.config import load_config
+    from bayling.errors import ConfigError
+    from bayling.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["instructions_per_step=4", "model.path=x", "data.dir=y"])
+    with pytest.raises(ConfigError, match="cannot keep 8 processes busy"):
+        cfg.resolved_grad_accum(8)
+    with pytest.raises(ConfigError, match="remove grad_accum"):
+        load_config(TrainConfig, None, ["instructions_per_step=128", "global_batch=128"])

@@ -15,6 +15,7 @@ import train_harness as th
 
 from bayling.errors import ConfigError
 from bayling.train import checkpoint as ckpt
+from bayling.train import resume_guard as guard
 
 
 def _children(pid: int) -> list[int]:
@@ -54,6 +55,7 @@ def interrupted(tmp_path_factory, tiny_llama2):
     return out, proc.returncode, text, args
 
 
+@pytest.mark.slow
 def test_signal_saves_checkpoint_and_requeue_marker(interrupted):
     out, code, text, _ = interrupted
     assert code == 0, text[-3000:]
@@ -67,6 +69,7 @@ def test_signal_saves_checkpoint_and_requeue_marker(interrupted):
     assert "rerun with --resume auto" in text
 
 
+@pytest.mark.slow
 def test_resume_auto_reproduces_uninterrupted_curve(interrupted, tmp_path_factory, tiny_llama2):
     out, _, _, args = interrupted
     partial = out / "checkpoints" / "step-000099"  # a crashed save: no COMPLETED, must be ignored
@@ -83,11 +86,12 @@ def test_resume_auto_reproduces_uninterrupted_curve(interrupted, tmp_path_factor
     assert not (out / "REQUEUE").exists() and (out / "final" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_with_another_world_size_is_a_clear_error(tmp_path_factory, tiny_llama2):
     base = tmp_path_factory.getbasetemp()
     ref = th.zero2_reference(base, tiny_llama2)
     out = tmp_path_factory.mktemp("ws") / "run"
-    shutil.copytree(ref / "checkpoints", out / "checkpoints")
+    shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".bayling-run.lock"))
     proc = th.run(1, th.train_args(out, tiny_llama2, base / "train_runs" / "token_cache", th.ZERO2_EXTRA))
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
@@ -126,6 +130,6 @@ def test_prune_keeps_last_k_and_drops_old_partials(tmp_path):
     assert sorted(d.name for d in root.iterdir()) == ["step-000003", "step-000004", "step-000025"]
 
 
-def test_check_compatible_names_the_field(tmp_path):
+def test_check_geometry_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match="micro_batch"):
-        ckpt.check_compatible({"micro_batch": 2}, {"micro_batch": 4}, tmp_path)
+        guard.check_geometry({"micro_batch": 2}, {"micro_batch": 4}, tmp_path)

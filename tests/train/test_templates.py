@@ -103,3 +103,44 @@ def test_generation_prompt_ends_where_the_answer_starts(exported, case):
     for start, k in zip(starts, turn_ends):
         prompt = reloaded.apply_chat_template(msgs[:k], add_generation_prompt=True, tokenize=True, return_dict=False)
         assert list(prompt) == sample.input_ids[:start].tolist()
+
+
+# sha256[:16] of the rendered text, pinned when the Jinja templates became the only definition: they equal,
+# text and spans, what the former Python renderers produced (checked side by side at that commit).
+GOLDEN_TEXT = {
+    ("bayling", "single_en", False): "c211bde42a4c0bcc", ("bayling", "multi_zh_system", False): "3f5e0d13c8dab034",
+    ("llama2-chat", "single_en", False): "6a2248216ce4d5d4",
+    ("llama2-chat", "multi_zh_system", False): "97bc31097477cc20",
+    ("bayling3", "single_en", False): "da0ac2b967dc5ef3", ("bayling3", "single_en", True): "c17f3dfae62177d4",
+    ("bayling3", "multi_zh_system", False): "a320bb5e12ed4467",
+    ("bayling3", "multi_zh_system", True): "3b76316a615cbf2f",
+}
+SPECIALS = {"bayling": ("<s>", "</s>"), "llama2-chat": ("<s>", "</s>"), "bayling3": ("<|begin_of_text|>", "<|end_of_text|>")}
+
+
+@pytest.mark.parametrize("key", sorted(GOLDEN_TEXT), ids=lambda k: "-".join(map(str, k)))
+def test_rendered_text_is_pinned(key):
+    import hashlib
+
+    name, conv, gen = key
+    bos, eos = SPECIALS[name]
+    text = get_template(name).render(CONVERSATIONS[conv], bos_token=bos, eos_token=eos, add_generation_prompt=gen).text
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == GOLDEN_TEXT[key]
+
+
+def test_every_template_marks_generation_blocks():
+    """Labels come from {% generation %}: a template without it would train on nothing (or everything)."""
+    from bayling.templates import TEMPLATES
+
+    for tpl in TEMPLATES.values():
+        assert "{%- generation -%}" in tpl.chat_template and "{%- endgeneration -%}" in tpl.chat_template
+
+
+def test_a_late_system_message_or_unknown_role_is_refused():
+    from bayling.errors import BaylingError
+
+    tpl = get_template("bayling")
+    with pytest.raises(BaylingError, match="only allowed first"):
+        tpl.render([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}], bos_token="", eos_token="")
+    with pytest.raises(BaylingError, match="role 'tool'"):
+        tpl.render([{"role": "tool", "content": "a"}], bos_token="", eos_token="")

@@ -159,3 +159,19 @@ def test_waiting_rank_times_out_or_sees_rank0_failure(tiny_llama2, tmp_path):
         get_or_build_cache(*args, rank=0, world_size=2)
     with pytest.raises(BaylingError, match="rank 0 failed"):
         get_or_build_cache(*args, rank=1, world_size=2, timeout_s=30, poll_s=0.05)
+
+
+def test_fixture_cache_key_and_token_counts_are_pinned(token_cache_dir):
+    """Golden values (not only invariances): a change that shifts every sample the same way — template text,
+    special tokens, truncation rule, the key's inputs — changes these. Update them deliberately, with the
+    reason in the commit message."""
+    import json
+
+    meta = json.loads((token_cache_dir / "meta.json").read_text())
+    stats = json.loads((token_cache_dir / "stats.json").read_text())
+    assert meta["key"] == "7a77d9b0aa34c108e16c7226815077e033081db190cedc3aba30fbf6624d089c"
+    assert meta["data_sha256"] == "73a473d69fea4f005aa9ffbccaac73fed01b12fb43d9207f90f49894cfd1d8b3"
+    assert {k: stats["train"][k] for k in ("records", "kept", "truncated", "tokens", "trainable_tokens")} == {
+        "records": 300, "kept": 300, "truncated": 26, "tokens": 59824, "trainable_tokens": 34388}
+    assert {k: stats["valid"][k] for k in ("records", "kept", "truncated", "tokens", "trainable_tokens")} == {
+        "records": 100, "kept": 100, "truncated": 7, "tokens": 19971, "trainable_tokens": 11724}
