@@ -1,7 +1,7 @@
 """Quality filters: each check returns ``None`` (keep) or a short reason string (drop, counted by reason).
 
-Reasons: ``empty``, ``too_short``, ``too_long``, ``length_ratio``, ``identical_src_tgt``, ``repetition``,
-``wrong_script``, ``langid_mismatch``.
+Reasons: ``nul_character``, ``empty``, ``too_short``, ``too_long``, ``length_ratio``, ``identical_src_tgt``,
+``repetition``, ``wrong_script``, ``langid_mismatch``.
 
 API: ``FilterConfig`` (a recipe section, see bayling.config), ``check_text(text, lang, cfg)``,
 ``check_pair(src, tgt, src_lang, tgt_lang, cfg)`` for parallel sentences, ``check_record(record, cfg)`` for
@@ -261,6 +261,8 @@ def langid_mismatch(text: str, lang: str, cfg: FilterConfig) -> bool:
 def check_text(text: str, lang: str | None, cfg: FilterConfig = DEFAULT, *, max_chars: int | None = None,
                min_script: float | None = None, langid: bool | None = None) -> str | None:
     """Checks one text on its own: empty, length bounds, repetition, script and language ID."""
+    if "\x00" in text:  # never trainable, whatever the thresholds: counted like a raw NUL in JSON
+        return "nul_character"
     if not cfg.enabled:
         return None
     stripped = text.strip()
@@ -290,6 +292,8 @@ def _same_text(a: str, b: str) -> bool:
 
 def check_pair(src: str, tgt: str, src_lang: str, tgt_lang: str, cfg: FilterConfig = DEFAULT) -> str | None:
     """Checks a parallel sentence pair: each side on its own, then identity and length ratio."""
+    if "\x00" in src or "\x00" in tgt:
+        return "nul_character"
     if not cfg.enabled:
         return None
     for text, lang in ((src, src_lang), (tgt, tgt_lang)):

@@ -30,13 +30,14 @@ def enabled_sources(recipe: Recipe) -> list[tuple[str, str, Any]]:
 
 
 def _spec(name: str, src: InstructionSet | ParallelSet) -> Any:
-    from bayling.data.readers import SourceSpec
+    from bayling.data.records import SourceSpec
 
     if isinstance(src, InstructionSet):
         return SourceSpec(path=src.path, format=src.format, name=name, category=src.category, task=src.task,
-                          split=src.split, config=src.config)
+                          split=src.split, config=src.config, files=src.files)
     return SourceSpec(path=src.path, format=src.format, name=name, category="cross_lingual",
-                      langs=list(src.langs), tgt_path=src.tgt_path, split=src.split, config=src.config)
+                      langs=list(src.langs), tgt_path=src.tgt_path, split=src.split, config=src.config,
+                      files=src.files)
 
 
 def _read(name: str, src: InstructionSet | ParallelSet, on_bad: Callable[[Any], None]) -> Iterator[Any]:
@@ -85,15 +86,15 @@ class Stages:
         return _with_hint(f"parallel.{name}.path",
                           lambda: _window(_read(name, src, on_bad), src.skip_rows, src.limit))
 
-    def synthesize(self, row: Any, source: str) -> Iterator[dict]:
+    def synthesize(self, row: Any, source: str, stats: Any = None) -> Iterator[dict]:
         from bayling.data.synth import synthesize
 
-        return synthesize([(row.key, row.texts)], self.synth_cfg, source)
+        return synthesize([(row.key, row.texts)], self.synth_cfg, source, stats)
 
     def pivot_rows(self, x_src: ParallelSet, x_name: str, pivot_src: ParallelSet, pivot_name: str,
                    on_bad: Callable[[Any], None]) -> Iterator[Any]:
         """X<->zh rows joined on identical English from an X<->en and an en<->zh source."""
-        from bayling.data.readers import ParallelRow
+        from bayling.data.records import ParallelRow
         from bayling.data.synth import pivot_join
 
         x_rows = ((r.key, r.texts) for r in self.parallel_rows(x_name, x_src, on_bad))

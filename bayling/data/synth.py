@@ -97,6 +97,8 @@ class SynthStats:
     rows_without_direction: int = 0  # rows where no enabled direction applies (e.g. no en/zh column)
     empty_sentences: int = 0  # (row, language) cells with an empty sentence, left out of that row
     records: Counter = field(default_factory=Counter)  # per direction family, plus "multiturn"
+    empty_by_language: Counter = field(default_factory=Counter)  # empty_sentences per language
+    no_direction_by_language: Counter = field(default_factory=Counter)  # rows_without_direction per row language
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +185,7 @@ def _clean_row(key: str, row: Mapping[str, str], stats: SynthStats) -> dict[str,
             out[lang] = text.strip()
         else:
             stats.empty_sentences += 1
+            stats.empty_by_language[lang] += 1
     return out
 
 
@@ -294,6 +297,8 @@ def synthesize(
         pairs = _row_pairs(row, directions)
         if not pairs:
             stats.rows_without_direction += 1
+            for lang in row_groups(raw):
+                stats.no_direction_by_language[lang] += 1
             continue
         for src, tgt, fam in pairs:
             stats.records[fam] += 1
@@ -317,6 +322,20 @@ def group_language(record: Mapping[str, Any]) -> str:
         if code not in (ENGLISH.code, CHINESE.code):
             return code
     return f"{ENGLISH.code}-{CHINESE.code}"
+
+
+def record_group(record: Mapping[str, Any]) -> str:
+    """Sampling and accounting group of any record: its category for zh/en, else :func:`group_language`."""
+    if record.get("category") != "cross_lingual":
+        return str(record.get("category"))
+    return group_language(record)
+
+
+def row_groups(texts: Mapping[str, str]) -> list[str]:
+    """Accounting groups of a parallel row: its non-pivot languages, or ``eng_Latn-zho_Hans`` for en-zh rows."""
+    codes = [get_language(c).code for c in texts]
+    xs = sorted(c for c in codes if c not in (ENGLISH.code, CHINESE.code))
+    return xs or [f"{ENGLISH.code}-{CHINESE.code}"]
 
 
 # -------------------------------------------------------------------------------------------- pivot join
