@@ -62,7 +62,7 @@ def check_sources(recipe: Recipe, snapshots: str | None = None) -> list[dict[str
                 spec.path = str(snap)
             except Exception:  # the folder is there but this config/split is not: still missing
                 entry["status"] = "missing"
-        elif not is_offline():
+        elif not is_offline() and not getattr(spec, "fetch", ""):  # a custom fetch: not loadable by `datasets`
             entry["status"] = "hub"
         out.append(entry)
     return out

@@ -10,6 +10,8 @@ written in that exact layout, tests/data/test_snapshots.py):
   ``refs/convert/parquet`` branch), ``data/train-00000-of-00001-HASH.parquet`` (vicgalle/alpaca-gpt4);
 - JSON arrays and JSON lines at the top (``alpaca_gpt4_data_zh.json`` of shibing624/alpaca-zh,
   ``Belle_open_source_0.5M.json`` of BelleGroup/train_0.5M_CN, ShareGPT's ``*.json``), plain/.gz/.zst;
+- one TSV per config: ``CONFIG.gz`` whose first two columns are the config's languages (the files of
+  allenai/nllb, fetched from the URL its loading script names, since ``datasets`` 5 runs no loading scripts);
 - Arrow: a ``save_to_disk`` folder (``dataset_dict.json`` + ``SPLIT/data-00000-of-00001.arrow`` or
   ``state.json`` + ``data-*.arrow``), read memory-mapped by ``datasets.Dataset.from_file``.
 
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bayling.data.fileio import OnBad, iter_json_records
+from bayling.data.fileio import OnBad, iter_json_records, open_lines
 from bayling.data.records import SourceSpec, instruction_records, translation_rows
 from bayling.errors import DataError
 
@@ -63,6 +65,9 @@ def data_files(folder: Path, config: str = "", split: str = "", files: str = "")
             raise DataError(f"no file matches files: '{files}' in the snapshot folder", path=folder, field="files")
         return found
     base = folder
+    for name in (f"{config}.gz", f"{config}.tsv.gz", f"{config}.tsv"):  # one TSV file per config (NLLB)
+        if config and (folder / name).is_file():
+            return [folder / name]
     if config:
         if not (folder / config).is_dir():
             have = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))[:8]
@@ -113,13 +118,28 @@ def _arrow_rows(path: Path) -> Iterator[tuple[int, int, Any]]:
         yield i, i + 1, row
 
 
-def file_rows(path: Path, on_bad: OnBad = None) -> Iterator[tuple[int, int, Any]]:
+def _tsv_rows(path: Path, columns: list[str], on_bad: OnBad) -> Iterator[tuple[int, int, Any]]:
+    """Rows of a TSV whose first two columns are the config's two languages (``ceb_Latn-eng_Latn.gz``);
+    further columns (scores, URLs) are ignored."""
+    for no, text in open_lines(path, on_bad):
+        cols = text.split("\t")
+        row = dict(zip(columns, cols[:2])) if len(cols) >= 2 else {"raw": text}
+        yield no - 1, no, row
+
+
+def file_rows(path: Path, on_bad: OnBad = None, config: str = "") -> Iterator[tuple[int, int, Any]]:
     """(index, line or row number, raw row) of one data file, whatever its format."""
     name = path.name.lower()
     if name.endswith(".parquet"):
         return _parquet_rows(path)
     if name.endswith(".arrow"):
         return _arrow_rows(path)
+    if name.endswith((".tsv", ".tsv.gz")) or (name.endswith(".gz") and ".json" not in name):
+        columns = config.split("-") if config.count("-") == 1 else []
+        if not columns:
+            raise DataError("a TSV data file needs a config naming its two columns' languages (e.g. "
+                            "ceb_Latn-eng_Latn)", path=path, field="config")
+        return _tsv_rows(path, columns, on_bad)
     return iter_json_records(path, on_bad)
 
 
@@ -139,7 +159,7 @@ def read_snapshot(folder: Path, spec: SourceSpec, on_bad: OnBad = None) -> Itera
                 yield item
 
         part = dataclasses.replace(spec, offset=offset)
-        rows = tracked(file_rows(path, on_bad))
+        rows = tracked(file_rows(path, on_bad, spec.config))
         if spec.kind == "instruct":
             yield from instruction_records(rows, part, str(path), on_bad)
         else:

@@ -18,7 +18,7 @@ from bayling.config import from_dict
 from bayling.data.recipe import DedupSettings, InstructionSet, ParallelSet, Recipe
 from bayling.data.write import sha256_path
 
-PACKAGES = ("bayling", "datasketch", "numpy", "py3langid", "datasets", "transformers", "tokenizers", "matplotlib")
+PACKAGES = ("bayling", "numpy", "pyarrow", "py3langid", "datasets", "transformers", "tokenizers", "matplotlib")
 
 
 def enabled_sources(recipe: Recipe) -> list[tuple[str, str, Any]]:
