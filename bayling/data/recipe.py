@@ -88,14 +88,6 @@ class ParallelGroup:
     fetch: str = ""  # command that fetches one language's data, for --dry-run ({id}, {config}, {dir})
     enabled: bool = True
 
-    def validate(self) -> None:
-        if self.code not in CODE_SYSTEMS:
-            raise ConfigError(f"must be one of {', '.join(CODE_SYSTEMS)}, got '{self.code}'", field="code")
-        if self.limit < 0 or self.skip_rows < 0:
-            raise ConfigError("limit and skip_rows must be >= 0", field="limit")
-        if not self.langs:
-            raise ConfigError("needs langs (codes, or groups such as flores101)", field="langs")
-
     def corpus_code(self, lang: Any) -> str:
         return self.codes.get(lang.code) or getattr(lang, self.code)
 
@@ -270,7 +262,19 @@ def expand_groups(data: dict[str, Any], source: str | None) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a section (mapping), got {raw!r}", path=source, field=f"parallel_groups.{gname}")
         group = from_dict(ParallelGroup, raw, source=source, prefix=f"parallel_groups.{gname}.")
-        langs, _ = group.members()
+        where = f"parallel_groups.{gname}"
+        if group.code not in CODE_SYSTEMS:
+            raise ConfigError(f"must be one of {', '.join(CODE_SYSTEMS)}, got '{group.code}'", path=source,
+                              field=f"{where}.code")
+        for key in ("limit", "skip_rows"):
+            if getattr(group, key) < 0:
+                raise ConfigError(f"must be >= 0, got {getattr(group, key)}", path=source, field=f"{where}.{key}")
+        if not group.langs:
+            raise ConfigError("needs langs (codes, or groups such as flores101)", path=source, field=f"{where}.langs")
+        try:
+            langs, _ = group.members()
+        except ConfigError as err:
+            raise ConfigError(err.message, path=source, field=f"parallel_groups.{gname}.{err.field}") from None
         for lg in langs:
             generated[f"{gname}_{lg.code}"] = group.entry(lg)
     parallel = {k: (deep_merge(generated[k], v) if k in generated and isinstance(v, dict) else v)

@@ -164,6 +164,21 @@ CASES: dict[str, Case] = {
     "decontaminate_empty_dir": Case([*RUN, "--decontaminate", "{d}/ev"], ("no sentence files",),
                                     {**BASE, "ev/README": "x"}),
     "tokenizer_missing": Case([*RUN, "--tokenizer", "{d}/no_tokenizer"], ("no_tokenizer",), BASE),
+    "workers_zero": Case([*RUN, "--workers", "0"], ("--workers",), BASE),
+    "json_without_dry_run": Case([*RUN, "--json"], ("--dry-run",), BASE),
+    "snapshots_root_missing": Case([*RUN, "--snapshots", "{d}/nowhere"], ("--snapshots",), BASE),
+    "bad_record_with_two_workers": Case([*RUN, "--workers", "2"], ("in.jsonl:2",),
+                                        {**BASE, "in.jsonl": jsonl(GOOD[:1]) + b"{oops\n" + jsonl(GOOD[1:])}),
+    "group_unknown_language": Case(RUN, ("parallel_groups.g",), {"r.yaml": recipe(
+        "parallel_groups:\n  g: {path: org/corpus, langs: [deu, klingon]}")}),
+    "group_bad_code_system": Case(RUN, ("code",), {"r.yaml": recipe(
+        "parallel_groups:\n  g: {path: org/corpus, langs: [deu], code: iso9999}")}),
+    "snapshot_missing_config": Case([*RUN, "--snapshots", "{d}/snap"], ("opus", "de-en"), {
+        "snap/org/opus/en-fr/train-00000-of-00001.parquet": b"PAR1", "r.yaml": recipe(
+            "parallel:\n  p: {path: org/opus, format: translation, config: de-en, langs: [deu, eng]}")}),
+    "snapshot_corrupt_parquet": Case([*RUN, "--snapshots", "{d}/snap"], ("parquet",), {
+        "snap/org/opus/de-en/train-00000-of-00001.parquet": b"not parquet at all", "r.yaml": recipe(
+            "parallel:\n  p: {path: org/opus, format: translation, config: de-en, langs: [deu, eng]}")}),
     # --- merge
     "merge_not_a_shard": Case(["merge", "--out", "{d}/m", "{d}/shard0"], ("state.json",), setup=_shard_dir),
     "merge_broken_state": Case(["merge", "--out", "{d}/m", "{d}/shard0"], ("state.json",), setup=_fake_state),
