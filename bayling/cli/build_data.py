@@ -46,7 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Build the BayLing instruction mix from a recipe.")
+    from bayling.data.records import FORMATS
+
+    formats = "; ".join(f"{k} ({v.section}): {v.help}" for k, v in FORMATS.items())
+    p = _Parser(prog=PROG, description="Build the BayLing instruction mix from a recipe.",
+                epilog=f"Recipe source formats -- {formats}. Details: docs/data-builder.md.")
     p.add_argument("--recipe", type=Path, help="recipe YAML (default: the demo recipe, data/recipes/demo.yaml)")
     p.add_argument("--out", type=Path, help=f"output directory (default with the demo recipe: {DEMO_OUT})")
     p.add_argument("--seed", type=int, help="overrides the recipe's seed")

@@ -73,6 +73,7 @@ def data_card(manifest: dict[str, Any]) -> str:
             out += [f"**{key[3:]}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()), ""]
     out += _pipeline_section(m)
     out += _language_section(m)
+    out += _groups_section(m)
     out += ["## Inputs", ""]
     out += _table(["source", "kind", "path", "sha256"],
                   [[i["name"], i["kind"], f"`{i['path']}`", (i["sha256"] or "hub")[:16]] for i in m["inputs"]])
@@ -127,6 +128,23 @@ def _language_section(m: dict[str, Any]) -> list[str]:
            "in train + valid + not selected. Every drop by reason is in manifest.json `languages`.", ""]
     out += _table(["group", "language", "rows read", "synthesis dropped", "records", "filtered (top reason)",
                    "decontaminated", "dedup", "unique kept", "not selected", "train (with repeats)", "valid"], rows)
+    return out + [""]
+
+
+def _groups_section(m: dict[str, Any]) -> list[str]:
+    """The recipe's corpus choices ("these languages, from this corpus"); the reasons are the recipe's comments."""
+    groups = m["recipe"].get("parallel_groups") or {}
+    if not groups:
+        return []
+    rows = [[name, f"`{g['path']}`", ", ".join(g["langs"]), ", ".join(g["exclude"]) or "-",
+             f"{g['code']} / `{g['config']}`", _fmt(g["limit"]) if g["limit"] else "all", g["pivot_with"] or "-",
+             "on" if g["enabled"] else "off"]
+            for name, g in groups.items()]
+    out = ["## Corpus choices (recipe `parallel_groups`)", "",
+           "Each group links its languages to the pivot through one corpus; a language outside `corpus_langs` is "
+           "left to the next group. Why each corpus was chosen (and what is assumed) is written in the recipe.", ""]
+    out += _table(["group", "corpus", "languages", "excluded", "code / config", "rows per language",
+                   "X<->zh via pivot join with", "enabled"], rows)
     return out + [""]
 
 
