@@ -97,4 +97,5 @@ def test_paper_recipe_builds_offline_from_snapshots(root, tmp_path, capsys):
         assert langs[code]["train"] > 0
     dirs = {r.get("direction") for r in train_records(out)}
     assert {"deu_Latn-zho_Hans", "zho_Hans-ita_Latn", "eng_Latn-fra_Latn"} <= dirs
-    assert "Per language" in (out / "DATA_CARD.md").read_text() and (out / "accounting.png").is_file()
+    card = (out / "DATA_CARD.md").read_text()
+    assert "Per language" in card and "Corpus choices" in card and (out / "accounting.png").is_file()
