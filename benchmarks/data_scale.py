@@ -125,7 +125,7 @@ def run(root: Path, out: Path, workers: int, scale: float) -> dict:
             "peak_tree_rss_mb": round(tree_peak / 1024),
             "train": m["train"]["records"], "valid": m["valid"]["records"],
             "unique": m["pipeline"]["unique_kept"], "languages": len(m["languages"]),
-            "load_before": os.getloadavg()}
+            "load_after": os.getloadavg()}
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -176,12 +176,12 @@ def main() -> None:
             results.append(res)
             digests.append(res["sha256"])
         print("| workers | wall (s) | CPU (s) | peak RSS, largest process (MB) | peak RSS, all processes (MB) | "
-              "train records | unique | languages | load avg before |")
+              "train records | unique | languages | load avg (1/5/15 min) after |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in results:
             print(f"| {r['workers']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} | {r['peak_tree_rss_mb']} | "
                   f"{r['train']:,} | "
-                  f"{r['unique']:,} | {r['languages']} | {' '.join(f'{x:.1f}' for x in r['load_before'])} |")
+                  f"{r['unique']:,} | {r['languages']} | {' '.join(f'{x:.1f}' for x in r['load_after'])} |")
         print("identical outputs:", len(set(digests)) == 1, digests)
 
 
