@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,32 +198,55 @@ def _fill(value: str, d: Path) -> str:
     return value.replace("{d}", str(d))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_build_data(name: str, tmp_path: Path) -> None:
+@dataclass
+class Outcome:
+    folder: Path
+    before: dict[str, str]
+    inputs: dict[str, str]
+    proc: subprocess.CompletedProcess
+
+
+def _run_case(name: str, base: Path) -> Outcome:
+    """Write the case's files, snapshot them, run the real command in a fresh process."""
     case = CASES[name]
-    d = tmp_path / "case"
-    d.mkdir()
+    d = base / name / "case"
+    d.mkdir(parents=True)
     for rel, content in case.files.items():
         p = d / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        data = _fill(content, d).encode() if isinstance(content, str) else content
-        p.write_bytes(data)
+        p.write_bytes(_fill(content, d).encode() if isinstance(content, str) else content)
     if case.setup:
         case.setup(d)
-    before = snapshot(d)
-    inputs = snapshot(*[d / rel for rel in case.files])
-    args = ["--no-progress", *(_fill(a, d) for a in case.args)] if case.args[:1] != ["merge"] else \
-        [_fill(a, d) for a in case.args]
-    proc = run_cli(PROG, args, cwd=d if case.cwd_is_case else tmp_path, timeout=120)
+    before, inputs = snapshot(d), snapshot(*[d / rel for rel in case.files])
+    args = [_fill(a, d) for a in case.args]
+    if args[:1] != ["merge"]:
+        args = ["--no-progress", *args]
+    proc = run_cli(PROG, args, cwd=d if case.cwd_is_case else d.parent, timeout=300)
+    return Outcome(d, before, inputs, proc)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    """All cases at once, as many in parallel as there are cores (each is a separate process, so the suite's
+    wall time is the cores' time, not the sum of 60+ interpreter start-ups)."""
+    base = tmp_path_factory.mktemp("hostile")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(zip(sorted(CASES), pool.map(lambda n: _run_case(n, base), sorted(CASES))))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_build_data(name: str, outcomes: dict[str, Outcome]) -> None:
+    case, out = CASES[name], outcomes[name]
+    d, proc = out.folder, out.proc
     if case.counted:
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         manifest = json.loads((d / "out" / "manifest.json").read_text())
         assert sum(manifest["pipeline"]["bad_records"].values()) == 1
         assert len((d / "out" / "rejects.jsonl").read_text().splitlines()) == 1
-        assert_untouched(inputs, *[d / rel for rel in case.files])
+        assert_untouched(out.inputs, *[d / rel for rel in case.files])
         return
     assert_one_line_error(proc, PROG, *case.needles)
-    assert_untouched(before, d)
+    assert_untouched(out.before, d)
 
 
 def test_there_are_at_least_40_cases() -> None:
