@@ -8,6 +8,7 @@ small API and the orchestration stays readable. Also here: what the manifest rec
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -179,17 +180,41 @@ def new_dedup_index(recipe: dict[str, Any]) -> Any:
     return DedupIndex(num_bands=_dedup_bands(cfg)) if cfg.enabled else _NoDedup()
 
 
+def _read_files(src: InstructionSet | ParallelSet, path: Path) -> list[Path]:
+    """The files a source reads: a snapshot folder holds many configs, only this one's files count."""
+    if path.is_dir() and src.format != "flores":
+        from bayling.data.snapshot import data_files
+
+        return data_files(path, src.config, src.split, src.files)
+    return [path]
+
+
 def describe_inputs(recipe: Recipe) -> list[dict[str, Any]]:
-    """What went in: name, kind, path(s) and sha256 (None for hub ids: their revision is on the hub)."""
+    """What went in: name, kind, path(s), hub id if read from a snapshot, and sha256 of the files read
+    (None for hub ids: their revision is on the hub). Digests are cached, so 100 sources of one snapshot
+    folder hash each file once."""
     out = []
+    memo: dict[Path, str] = {}
+
+    def digest(files: list[Path]) -> str:
+        for f in files:
+            if f not in memo:
+                memo[f] = sha256_path(f)
+        if len(files) == 1:
+            return memo[files[0]]
+        return hashlib.sha256("".join(f"{f.name}\0{memo[f]}" for f in files).encode()).hexdigest()
+
     for name, kind, src in enabled_sources(recipe):
         for key in ("path", "tgt_path"):
             value = getattr(src, key, "")
             if not value:
                 continue
             p = Path(value)
-            out.append({"name": name if key == "path" else f"{name}:tgt", "kind": kind, "path": value,
-                        "sha256": sha256_path(p) if p.exists() else None})
+            entry = {"name": name if key == "path" else f"{name}:tgt", "kind": kind, "path": value,
+                     "sha256": digest(_read_files(src, p)) if p.exists() else None}
+            if getattr(src, "hub_id", None) and key == "path":
+                entry["hub_id"] = src.hub_id
+            out.append(entry)
     for value in recipe.decontaminate.paths:
         p = Path(value)
         out.append({"name": p.name, "kind": "decontaminate", "path": value,
