@@ -95,8 +95,8 @@ class Stages:
     def pivot_rows(self, x_src: ParallelSet, x_name: str, pivot_src: ParallelSet, pivot_name: str,
                    on_bad: Callable[[Any], None]) -> Iterator[Any]:
         """X<->zh rows joined on identical English from an X<->en and an en<->zh source."""
+        from bayling.data.pivot import pivot_join
         from bayling.data.records import ParallelRow
-        from bayling.data.synth import pivot_join
 
         x_rows = ((r.key, r.texts) for r in self.parallel_rows(x_name, x_src, on_bad))
         zh_rows = ((r.key, r.texts) for r in self.parallel_rows(pivot_name, pivot_src, on_bad))
