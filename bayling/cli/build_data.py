@@ -3,7 +3,8 @@
     bayling-build-data                                   # demo recipe -> runs/data/demo
     bayling-build-data --recipe R.yaml --out DIR [--seed N] [--no-cross-lingual]
                        [--decontaminate PATH ...] [--tokenizer PATH] [--skip-bad-records]
-                       [--shard I/N] [key=value ...]
+                       [--snapshots ROOT] [--workers N] [--shard I/N] [key=value ...]
+    bayling-build-data --recipe R.yaml --dry-run [--json] [--snapshots ROOT]   # the plan, no data read
     bayling-build-data merge --out DIR SHARD_DIR [SHARD_DIR ...]
 
 With ``--shard I/N`` the command does the per-record work for one slice and writes an intermediate
@@ -14,6 +15,7 @@ one process, so a merged build equals a single-machine build byte for byte.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -44,7 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Build the BayLing instruction mix from a recipe.")
+    from bayling.data.records import FORMATS
+
+    formats = "; ".join(f"{k} ({v.section}): {v.help}" for k, v in FORMATS.items())
+    p = _Parser(prog=PROG, description="Build the BayLing instruction mix from a recipe.",
+                epilog=f"Recipe source formats -- {formats}. Details: docs/data-builder.md.")
     p.add_argument("--recipe", type=Path, help="recipe YAML (default: the demo recipe, data/recipes/demo.yaml)")
     p.add_argument("--out", type=Path, help=f"output directory (default with the demo recipe: {DEMO_OUT})")
     p.add_argument("--seed", type=int, help="overrides the recipe's seed")
@@ -55,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-records", action="store_true",
                    help="write bad input records to rejects.jsonl and go on instead of stopping")
     p.add_argument("--shard", type=_shard, metavar="I/N", help="process slice I of N (then run `merge`)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="parallel worker processes for the per-record work (output identical to 1 worker)")
+    p.add_argument("--snapshots", metavar="ROOT",
+                   help="folder of local dataset snapshots: a hub id ORG/NAME is read from ROOT/ORG/NAME "
+                        "(`hf download ORG/NAME --repo-type dataset --local-dir ROOT/ORG/NAME`)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read no data; print the plan: sources and whether each is reachable (all missing ones "
+                        "with the command that fetches them), languages per direction, target records")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON (keys in docs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. mix.target_total=1000")
     return p
@@ -70,6 +85,7 @@ def merge_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     from bayling.data.pipeline import BuildOptions, build, merge, process_shard
+    from bayling.data.plan import check_sources, make_plan, plan_text, require_sources
     from bayling.data.recipe import load_recipe
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -88,7 +104,7 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"unexpected argument {bad[0]!r} (overrides are key=value)")
     recipe_path = args.recipe if args.recipe is not None else DEMO_RECIPE
     out = args.out
-    if out is None:
+    if out is None and not args.dry_run:
         if args.recipe is not None:
             raise ConfigError("--out is required with --recipe")
         out = DEMO_OUT
@@ -100,8 +116,19 @@ def _main(argv: list[str] | None) -> int:
     recipe = load_recipe(recipe_path, overrides)
     if args.decontaminate:
         recipe.decontaminate.paths += [str(Path(p).resolve()) for p in args.decontaminate]
+    if args.json and not args.dry_run:
+        raise ConfigError("--json goes with --dry-run")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.snapshots is not None and not Path(args.snapshots).is_dir():
+        raise ConfigError("--snapshots folder not found", path=args.snapshots)
+    if args.dry_run:
+        plan = make_plan(recipe, args.snapshots)
+        print(json.dumps(plan, indent=2, ensure_ascii=False) if args.json else plan_text(plan, PROG))
+        return 0
+    require_sources(check_sources(recipe, args.snapshots))
     opts = BuildOptions(skip_bad_records=args.skip_bad_records, tokenizer=args.tokenizer,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, workers=args.workers)
     if args.shard is not None:
         opts.shard = args.shard
         state = process_shard(recipe, opts, out)

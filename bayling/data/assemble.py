@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from bayling.data import sources as src_mod
 from bayling.data.mix import CATEGORIES, plan_mix, select, split_valid
-from bayling.data.pipeline import check_not_empty, iter_merged
-from bayling.data.report import data_card, languages_plot
-from bayling.data.write import ShardWriter, dumps_record, file_entries, write_json
+from bayling.data.report import accounting_plot, data_card, languages_plot
+from bayling.data.shards import check_not_empty, iter_merged
+from bayling.data.synth import record_group
+from bayling.data.write import TOOL, ShardWriter, dumps_record, file_entries, write_json
 
 PIVOTS = ("eng_Latn", "zho_Hans")
 
@@ -41,15 +42,6 @@ class Interner:
             i = self._ids[name] = len(self.names)
             self.names.append(name)
         return i
-
-
-def group_of(rec: dict[str, Any]) -> str:
-    """Sampling group: the category for zh/en; the non-pivot language for cross-lingual records."""
-    if rec["category"] != "cross_lingual":
-        return rec["category"]
-    from bayling.data.synth import group_language
-
-    return group_language(rec)
 
 
 META = np.dtype([("cat", "i1"), ("group", "i2"), ("source", "i2"), ("task", "i2"), ("direction", "i2"),
@@ -80,7 +72,7 @@ class Spill:
     def add(self, rec: dict[str, Any], tokens: int) -> None:
         line = (dumps_record(rec) + "\n").encode("utf-8")
         self.fh.write(line)
-        values = (rec["category"], group_of(rec), rec["source"], rec.get("task", ""),
+        values = (rec["category"], record_group(rec), rec["source"], rec.get("task", ""),
                   rec.get("direction", ""), "\t".join(rec.get("langs", [])))
         codes = tuple(self.names[col](value) for col, value in zip(self.COLUMNS, values))
         chars = sum(len(m["content"]) for m in rec["messages"])
@@ -111,22 +103,64 @@ class Spill:
 
 
 def dedup_and_spill(states: list[dict[str, Any]], spill: Spill, recipe: dict[str, Any],
-                    progress: bool) -> Counter[str]:
-    """Global dedup in global order (the first occurrence wins), unique records into the spill."""
+                    progress: bool) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """Global dedup in global order (the first occurrence wins), unique records into the spill.
+    Returns the drops by reason, in total and per language group."""
     index = src_mod.new_dedup_index(recipe)
     dropped: Counter[str] = Counter()
+    by_group: dict[str, Counter[str]] = {}
     total = sum(st["kept"] for st in states)
     for row in tqdm(iter_merged(states), total=total, desc="merge: global dedup", unit=" rec",
                     disable=None if progress else True, mininterval=1.0):
         reason = index.add(src_mod.load_signature(row["sig"]))
         if reason:
             dropped[reason] += 1
+            by_group.setdefault(record_group(row["r"]), Counter())[reason] += 1
             continue
         spill.add(row["r"], row.get("tok", 0))
     spill.close()
     del index  # free the dedup index before the metadata comes back into memory
     spill.load()
-    return dropped
+    return dropped, by_group
+
+
+def language_accounting(states: list[dict[str, Any]], dedup: dict[str, Counter[str]], spill: Spill,
+                        train_idx: np.ndarray, valid_idx: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per language group: rows read, records, every drop by stage and reason, and what was written.
+
+    Records in = filtered + decontaminated + dedup + unique kept; unique kept = distinct in train + valid +
+    not selected by the mix (tests/data/test_accounting.py holds the build to these sums).
+    """
+    phase1: dict[str, Counter[str]] = {}
+    for st in states:
+        for lang, counts in st["languages"].items():
+            phase1.setdefault(lang, Counter()).update(counts)
+    names = spill.names["group"].names
+    groups = spill.np("group")
+    n = len(names)
+    unique = np.bincount(groups, minlength=n)
+    train = np.bincount(groups[train_idx], minlength=n) if len(train_idx) else np.zeros(n, dtype=np.int64)
+    distinct = np.bincount(groups[np.unique(train_idx)], minlength=n) if len(train_idx) else np.zeros(n, dtype=np.int64)
+    valid = np.bincount(groups[valid_idx], minlength=n) if len(valid_idx) else np.zeros(n, dtype=np.int64)
+    final = {name: (int(unique[i]), int(train[i]), int(distinct[i]), int(valid[i])) for i, name in enumerate(names)}
+    out: dict[str, dict[str, Any]] = {}
+    for lang in sorted(set(phase1) | set(dedup) | set(final)):
+        c = phase1.get(lang, Counter())
+        u, t, d, v = final.get(lang, (0, 0, 0, 0))
+        out[lang] = {
+            "rows_read": c["rows_read"],
+            "synthesis_dropped": {k.split(":", 1)[1]: n for k, n in sorted(c.items()) if k.startswith("synth:")},
+            "records": c["records"],
+            "filtered": {k.split(":", 1)[1]: n for k, n in sorted(c.items()) if k.startswith("filtered:")},
+            "decontaminated": c["decontaminated"],
+            "dedup": dict(sorted(dedup.get(lang, Counter()).items())),
+            "unique_kept": u,
+            "not_selected": u - d - v,
+            "train": t,
+            "train_distinct": d,
+            "valid": v,
+        }
+    return out
 
 
 def counts_for(spill: Spill, idx: np.ndarray, with_tokens: bool) -> dict[str, Any]:
@@ -233,8 +267,9 @@ def _sum(states: list[dict[str, Any]], key: str) -> dict[str, int]:
 
 
 def mix_and_write(spill: Spill, recipe: dict[str, Any], out: Path, with_tokens: bool,
-                  progress: bool) -> dict[str, Any]:
-    """Plan, select, split and write; returns the manifest's mix/train/valid/files sections."""
+                  progress: bool, states: list[dict[str, Any]], dedup_by_group: dict[str, Counter[str]]
+                  ) -> dict[str, Any]:
+    """Plan, select, split and write; returns the manifest's mix/train/valid/files/languages sections."""
     plans, mix_report = mix_plan(spill, recipe)
     selection = select(plans, spill.np("cat"), spill.np("group"), spill.names["cat"].names,
                        spill.names["group"].names, recipe["seed"])
@@ -254,6 +289,7 @@ def mix_and_write(spill: Spill, recipe: dict[str, Any], out: Path, with_tokens: 
         "valid": counts_for(spill, valid_idx, with_tokens),
         "files": {"train": file_entries(out, [f["path"] for f in writer.files]),
                   "valid": file_entries(out, ["valid.jsonl"])},
+        "languages": language_accounting(states, dedup_by_group, spill, train_idx, valid_idx),
     }
 
 
@@ -263,13 +299,14 @@ def assemble(states: list[dict[str, Any]], out: Path, progress: bool = True) -> 
     work = out / ".work"
     work.mkdir(exist_ok=True)
     spill = Spill(work / "unique.jsonl")
-    dedup = dedup_and_spill(states, spill, recipe, progress)
+    dedup, dedup_by_group = dedup_and_spill(states, spill, recipe, progress)
     check_not_empty(len(spill), "records that survive filtering, decontamination and dedup")
     with_tokens = states[0]["tokenizer"] is not None
-    sections = mix_and_write(spill, recipe, out, with_tokens, progress)
+    sections = mix_and_write(spill, recipe, out, with_tokens, progress, states, dedup_by_group)
     n_rejects = merge_rejects(states, out / "rejects.jsonl")
     manifest = {
         "format": "bayling-data/1",
+        "tool": TOOL,
         "recipe": recipe,
         "seed": recipe["seed"],
         "cross_lingual": recipe["cross_lingual"],
@@ -281,6 +318,8 @@ def assemble(states: list[dict[str, Any]], out: Path, progress: bool = True) -> 
             "bad_records": _sum(states, "bad_records"),
             "rejects_file": "rejects.jsonl" if (out / "rejects.jsonl").exists() else None,
             "synthesised": sum(st["synthesised"] for st in states),
+            "synthesis_dropped": dict(sorted(sum((Counter(v["synthesis_dropped"]) for v in
+                                                  sections["languages"].values()), Counter()).items())),
             "filtered": _sum(states, "filtered"),
             "decontaminated": _sum(states, "decontaminated"),
             "dedup": dict(sorted(dedup.items())),
@@ -295,5 +334,6 @@ def assemble(states: list[dict[str, Any]], out: Path, progress: bool = True) -> 
     (out / "DATA_CARD.md").write_text(data_card(manifest), encoding="utf-8")
     if recipe["output"]["plot"]:
         languages_plot(manifest["train"]["by_language"], out / "languages.png")
+        accounting_plot(manifest["languages"], out / "accounting.png")
     write_json(out / "manifest.json", manifest)  # last: its presence marks a finished directory
     return manifest

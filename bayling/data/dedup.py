@@ -29,6 +29,12 @@ plus a constant ~10 MB for the buffers; no Python object per record survives a m
 unique prompts, this module alone): peak RSS 87 MB at 100k records, 175 MB at 1M (98 bytes per record of
 growth, merge transients included), ~50 us per record when signatures are computed in batches. For
 tighter memory use ``num_perm=32`` (4 bands x 8 rows, curve midpoint 0.84): 40 bytes per record.
+
+Why not ``datasketch`` (it was pinned but never imported, so it was dropped from the pins and the manifest):
+its ``MinHashLSH`` keeps every band key in Python dicts of lists (hundreds of bytes per record: a 3.2M-record
+build would need gigabytes for the index alone), and its ``MinHash`` hashes shingles one Python call at a
+time; the index here keeps 72 bytes per record in sorted numpy arrays, and the hashing is vectorised, which is
+what lets the paper-scale build stay under 2 GB (benchmarks/data_scale.py, BENCHMARKS.md).
 """
 
 from __future__ import annotations

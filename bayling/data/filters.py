@@ -1,7 +1,7 @@
 """Quality filters: each check returns ``None`` (keep) or a short reason string (drop, counted by reason).
 
-Reasons: ``empty``, ``too_short``, ``too_long``, ``length_ratio``, ``identical_src_tgt``, ``repetition``,
-``wrong_script``, ``langid_mismatch``.
+Reasons: ``nul_character``, ``empty``, ``too_short``, ``too_long``, ``length_ratio``, ``identical_src_tgt``,
+``repetition``, ``wrong_script``, ``langid_mismatch``.
 
 API: ``FilterConfig`` (a recipe section, see bayling.config), ``check_text(text, lang, cfg)``,
 ``check_pair(src, tgt, src_lang, tgt_lang, cfg)`` for parallel sentences, ``check_record(record, cfg)`` for
@@ -14,12 +14,14 @@ Why these choices:
   marks (digits, punctuation, symbols and spaces are ignored); Han/kana/Hangul letters are weighted by their
   density so a Chinese sentence quoting Latin names stays Chinese.
 - Language ID uses py3langid (its model ships inside the PyPI package: 97 languages plus some extras). It is
-  applied only to languages it knows (``langid_covers``), only to texts of 25+ characters, only when
+  applied only to language/script pairs it knows (``langid_covers``: Acehnese in Arabic script is not covered,
+  although Latin-script Acehnese is), only to texts of 25+ characters, only when
   confident (>= 0.95), and not for scripts that only one of its languages uses (Thai, Greek, ...: the script
   check already decided). Closely related languages are grouped (``CONFUSABLE``: bos/hrv/srp, zsm/ind,
   nob/nno/dan, ...), so a Bosnian sentence labelled Croatian is not a mismatch. Measured on all of FLORES-101
   devtest (102 x 1012 sentences) with these settings, 3 sentences are flagged: 2 Fulfulde lines labelled
-  Hausa and 1 "Kazakh" line that is in fact English.
+  Hausa and 1 "Kazakh" line that is in fact English. On all 204 FLORES-200 devtest files no file loses more
+  than 1% of its lines to all filters together (tests/data/test_flores200_filters.py).
 - Chinese vs Japanese: both use Han, so kana decide (Japanese prose has kana, Chinese has none).
 - Length ratio is measured in "units": characters times a per-script density (one Han character carries
   about as much as three Latin letters, measured as the median FLORES length ratio against English), so
@@ -162,9 +164,19 @@ def _ngram_repetition(toks: list[str], n: int, min_ngrams: int) -> float:
     return 1.0 - distinct / count
 
 
+# Per-language exceptions to SCRIPT_DENSITY. Central Kanuri in Ajami (Arabic) script is terser than other
+# Arabic-script languages: median FLORES-200 devtest length 0.89x English and 0.70x Chinese in units, so its
+# pairs with Chinese fell outside max_ratio for 1.8% of correct lines; 1.2 brings it in line (ASSUMPTION,
+# calibrated on that measurement).
+LANGUAGE_DENSITY = {"knc_Arab": 1.2}
+
+
 def units(text: str, lang: str | None) -> float:
     stripped = len(text) - text.count(" ")
-    return stripped * (SCRIPT_DENSITY.get(script_of(lang), 1.0) if lang else 1.0)
+    if not lang:
+        return float(stripped)
+    code = _canonical(lang)
+    return stripped * LANGUAGE_DENSITY.get(code, SCRIPT_DENSITY.get(script_of(code), 1.0))
 
 
 # ------------------------------------------------------------------------------------- language ID
@@ -203,10 +215,25 @@ def _langid() -> tuple[Any, dict[str, str]]:
     return ident, label_key
 
 
+@functools.lru_cache(maxsize=1)
+def _covered_pairs() -> frozenset[tuple[str, str]]:
+    """(language key, script) pairs py3langid was trained on: a label's language in the registry gives the
+    script (``ace`` -> Acehnese in Latin script). Han-script variants count as one (zh covers zho_Hant)."""
+    from bayling.languages import get_language
+
+    pairs = set()
+    for label, key in _langid()[1].items():
+        script = get_language(label).script
+        pairs.add((key, "Hani" if script in ("Hans", "Hant") else script))
+    return frozenset(pairs)
+
+
 @functools.lru_cache(maxsize=512)
 def langid_covers(lang: str) -> bool:
-    """Whether py3langid can identify ``lang`` (by its ISO 639-3 part, so zho_Hant is covered by 'zh')."""
-    return _key(_canonical(lang)) in set(_langid()[1].values())
+    """Whether py3langid can identify ``lang`` *in its script*: Acehnese in Arabic script is not covered although
+    Latin-script Acehnese is (the model never saw it; judging it would drop correct sentences)."""
+    script = script_of(lang)
+    return (_key(_canonical(lang)), "Hani" if script in ("Hans", "Hant") else script) in _covered_pairs()
 
 
 @functools.lru_cache(maxsize=512)
@@ -261,6 +288,8 @@ def langid_mismatch(text: str, lang: str, cfg: FilterConfig) -> bool:
 def check_text(text: str, lang: str | None, cfg: FilterConfig = DEFAULT, *, max_chars: int | None = None,
                min_script: float | None = None, langid: bool | None = None) -> str | None:
     """Checks one text on its own: empty, length bounds, repetition, script and language ID."""
+    if "\x00" in text:  # never trainable, whatever the thresholds: counted like a raw NUL in JSON
+        return "nul_character"
     if not cfg.enabled:
         return None
     stripped = text.strip()
@@ -290,6 +319,8 @@ def _same_text(a: str, b: str) -> bool:
 
 def check_pair(src: str, tgt: str, src_lang: str, tgt_lang: str, cfg: FilterConfig = DEFAULT) -> str | None:
     """Checks a parallel sentence pair: each side on its own, then identity and length ratio."""
+    if "\x00" in src or "\x00" in tgt:
+        return "nul_character"
     if not cfg.enabled:
         return None
     for text, lang in ((src, src_lang), (tgt, tgt_lang)):

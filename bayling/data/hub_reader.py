@@ -6,13 +6,12 @@ place: HF_*_OFFLINE or no connection -> one OfflineError naming the dataset id a
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from bayling.data.fileio import BadRecord, OnBad, report_bad
-from bayling.data.readers import ParallelRow, SourceSpec, _Bad, _canonical, make_record, to_messages
+from bayling.data.fileio import OnBad
+from bayling.data.records import SourceSpec, instruction_records, translation_rows
 from bayling.errors import BaylingError, DataError, OfflineError
 from bayling.hub import DOWNLOAD_HINT
 
@@ -50,44 +49,9 @@ def load_hub_rows(dataset_id: str, config: str = "", split: str = "") -> Iterato
 def read_hub_dataset(spec: SourceSpec, on_bad: OnBad = None) -> Iterator[Any]:
     """Records (instruction formats) or ParallelRows (format 'translation': rows {'translation': {l: s}})."""
     where = f"hub:{spec.path}"
-    if spec.kind == "instruct":
-        for index, row in load_hub_rows(spec.path, spec.config, spec.split):
-            try:
-                msgs = to_messages(dict(row), spec.format)
-            except _Bad as bad:
-                report_bad(on_bad, BadRecord(where, index + 1, bad.reason, json.dumps(row, ensure_ascii=False,
-                                                                                   default=str), bad.field))
-                continue
-            yield make_record(f"{spec.source_name}:{index}", msgs, spec.source_name, spec.category, spec.task)
-        return
-    if spec.format != "translation" or len(spec.langs) != 2:
+    if spec.kind == "parallel" and spec.format != "translation":
         raise DataError("hub parallel data needs format 'translation' and langs [src, tgt]", path=spec.path)
-    raw_codes = list(spec.langs)
-    codes = [_canonical(c) for c in raw_codes]
-    for index, row in load_hub_rows(spec.path, spec.config, spec.split):
-        pair = row.get("translation") if isinstance(row, dict) else None
-        texts = _hub_pair(pair, raw_codes, codes)
-        if texts is None:
-            report_bad(on_bad, BadRecord(where, index + 1, f"row lacks translation for {raw_codes}",
-                                      json.dumps(row, ensure_ascii=False, default=str), "translation"))
-            continue
-        yield ParallelRow(f"{spec.source_name}:{index}", texts)
-
-
-def _hub_pair(pair: Any, raw_codes: list[str], codes: list[str]) -> dict[str, str] | None:
-    """Find each language's text in an OPUS-style {'en': ..., 'de': ...} mapping (keys may be ISO 639-1)."""
-    if not isinstance(pair, dict):
-        return None
-    by_canon = {}
-    for k, v in pair.items():
-        try:
-            by_canon[_canonical(k)] = v
-        except DataError:
-            continue
-    texts = {}
-    for raw, canon in zip(raw_codes, codes):
-        value = pair.get(raw, by_canon.get(canon))
-        if not isinstance(value, str):
-            return None
-        texts[canon] = value
-    return texts
+    rows = ((index, index + 1, dict(row)) for index, row in load_hub_rows(spec.path, spec.config, spec.split))
+    if spec.kind == "instruct":
+        return instruction_records(rows, spec, where, on_bad)
+    return translation_rows(rows, spec, where, on_bad)

@@ -13,11 +13,10 @@ very same merge, which is why a merged build equals a single-machine build byte 
 
 from __future__ import annotations
 
-import heapq
 import json
 import shutil
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from tqdm import tqdm
 
 from bayling.config import to_dict
 from bayling.data import sources as src_mod
+from bayling.data.assemble import assemble
 from bayling.data.recipe import Recipe
-from bayling.data.write import atomic_dir, write_json
-from bayling.errors import BaylingError, ConfigError, DataError, read_json
-
-STATE_FORMAT = "bayling-build-data-shard/1"
+from bayling.data.shards import STATE_FORMAT, load_states
+from bayling.data.synth import SynthStats, record_group, row_groups
+from bayling.data.write import TOOL, atomic_dir, write_json
+from bayling.errors import BaylingError, ConfigError, DataError
 
 
 @dataclass
@@ -40,6 +40,7 @@ class BuildOptions:
     tokenizer: str | None = None
     shard: tuple[int, int] = (0, 1)
     progress: bool = True
+    workers: int = 1
 
 
 def owns(shard: tuple[int, int], *key: object) -> bool:
@@ -76,6 +77,9 @@ class ShardWork:
         self.decontaminated: Counter[str] = Counter()
         self.synthesised = 0
         self.kept = 0
+        # Per-language accounting (the sampling group: zh/en for instructions, X for cross-lingual records).
+        self.langs: dict[str, Counter[str]] = defaultdict(Counter)
+        self.synth_stats = SynthStats()
         self.stages = src_mod.Stages(recipe)
         self.count_tokens: Callable[[dict[str, Any]], int] | None = (
             TokenCounter(opts.tokenizer) if opts.tokenizer else None
@@ -107,12 +111,15 @@ class ShardWork:
                 for i, rec in enumerate(self.stages.instructions(name, spec, self.on_bad(name))):
                     if owns(shard, name, i):
                         self.read[name] += 1
+                        self.langs[spec.category]["rows_read"] += 1
                         yield [s, i, 0], rec, None
                 continue
             for i, row in enumerate(self._rows(name, spec)):
                 if owns(shard, name, i):
                     self.read[name] += 1
-                    for j, rec in enumerate(self.stages.synthesize(row, name)):
+                    for lang in row_groups(row.texts):
+                        self.langs[lang]["rows_read"] += 1
+                    for j, rec in enumerate(self.stages.synthesize(row, name, self.synth_stats)):
                         self.synthesised += 1
                         yield [s, i, j], rec, row.texts
 
@@ -128,15 +135,20 @@ class ShardWork:
 
     def process(self, key: list[int], rec: dict[str, Any], texts: dict[str, str] | None) -> dict[str, Any] | None:
         """Filter and decontaminate one record; return the line to keep (with signature) or None."""
+        counts = self.langs[record_group(rec)]
+        counts["records"] += 1
         reason = self.stages.check(rec, texts)
         if reason:
             self.filtered[reason] += 1
+            counts[f"filtered:{reason}"] += 1
             return None
         hit = self.stages.contamination(rec)
         if hit:
             self.decontaminated[hit] += 1
+            counts["decontaminated"] += 1
             return None
         self.kept += 1
+        counts["kept"] += 1
         row: dict[str, Any] = {"k": key, "sig": self.stages.signature(rec, texts), "r": rec}
         if self.count_tokens is not None:
             row["tok"] = self.count_tokens(rec)
@@ -145,7 +157,7 @@ class ShardWork:
 
 def process_shard(recipe: Recipe, opts: BuildOptions, out: Path) -> dict[str, Any]:
     """Phase 1 into ``out`` (atomically): records.jsonl, rejects.jsonl, state.json."""
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), markers=("state.json",)) as tmp:
         state = _process_into(recipe, opts, tmp)
         i, n = opts.shard
         summary = [f"# Shard {i}/{n} of recipe '{recipe.name}' (seed {recipe.seed})", "",
@@ -171,6 +183,7 @@ def _process_into(recipe: Recipe, opts: BuildOptions, folder: Path) -> dict[str,
         bar.close()
     state = {
         "format": STATE_FORMAT,
+        "tool": TOOL,
         "shard": list(opts.shard),
         "recipe": to_dict(recipe),
         "tokenizer": opts.tokenizer,
@@ -182,74 +195,88 @@ def _process_into(recipe: Recipe, opts: BuildOptions, folder: Path) -> dict[str,
         "filtered": dict(sorted(work.filtered.items())),
         "decontaminated": dict(sorted(work.decontaminated.items())),
         "kept": work.kept,
+        "languages": language_counts(work.langs, work.synth_stats),
     }
     write_json(folder / "state.json", state)
     return state
 
 
-def load_states(shard_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Read and cross-check the shard folders: same recipe, tokenizer and N, every slice exactly once."""
-    states = []
-    for d in shard_dirs:
-        p = Path(d) / "state.json"
-        if not p.is_file():
-            raise DataError("not a finished shard folder (no state.json); rerun its `--shard I/N` job", path=d)
-        st = read_json(p, "shard state")
-        if st.get("format") != STATE_FORMAT:
-            raise DataError(f"unknown shard format {st.get('format')!r}", path=p)
-        st["_dir"] = Path(d)
-        states.append(st)
-    first = states[0]
-    for st in states[1:]:
-        for key in ("recipe", "tokenizer", "skip_bad_records", "inputs"):
-            if st[key] != first[key]:
-                raise DataError(f"shard differs from {first['_dir']} in '{key}'; all shards must come from "
-                                f"the same recipe, options and inputs", path=st["_dir"])
-    n = first["shard"][1]
-    seen = sorted(st["shard"][0] for st in states)
-    if any(st["shard"][1] != n for st in states) or seen != list(range(n)):
-        missing = sorted(set(range(n)) - set(seen))
-        raise DataError(f"need each of the {n} shards exactly once; got slices {seen}"
-                        + (f", missing {missing}" if missing else ""))
-    return sorted(states, key=lambda st: st["shard"][0])
-
-
-def iter_merged(states: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """All shards' kept records in global order (each shard file is already sorted by its key)."""
-
-    def lines(st: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        with open(st["_dir"] / "records.jsonl", encoding="utf-8") as f:
-            for line in f:
-                yield json.loads(line)
-
-    return heapq.merge(*(lines(st) for st in states), key=lambda row: row["k"])
-
-
 def merge(shard_dirs: list[Path], out: Path, progress: bool = True) -> dict[str, Any]:
     """Phase 2: shard folders -> the finished data directory ``out`` (atomically)."""
-    from bayling.data.assemble import assemble
-
     states = load_states([Path(d) for d in shard_dirs])
+    target = Path(out).resolve()
+    for d in shard_dirs:
+        if Path(d).resolve() == target or target in Path(d).resolve().parents:
+            raise DataError("--out is one of the shard folders being merged (or holds one); choose a new folder",
+                            path=out)
     with atomic_dir(Path(out)) as tmp:
         return assemble(states, tmp, progress=progress)
 
 
-def build(recipe: Recipe, opts: BuildOptions, out: Path) -> dict[str, Any]:
-    """Both phases in one process (slice 0/1), through the same code as a sharded build."""
-    from bayling.data.assemble import assemble
+def language_counts(langs: dict[str, Counter[str]], stats: SynthStats) -> dict[str, dict[str, int]]:
+    """Phase-1 counters per language, synthesis drops included (summed over shards at the merge)."""
+    out: dict[str, Counter[str]] = {k: Counter(v) for k, v in langs.items()}
+    for lang, n in stats.empty_by_language.items():
+        out.setdefault(lang, Counter())["synth:empty_sentence"] += n
+    for lang, n in stats.no_direction_by_language.items():
+        out.setdefault(lang, Counter())["synth:row_without_direction"] += n
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
-    opts.shard = (0, 1)
+
+def _die_with_parent() -> None:
+    """Worker initialiser: a worker is killed when its parent dies (kill -9 leaves no orphans writing)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _slice_job(job: tuple[Recipe, BuildOptions, Path]) -> dict[str, Any] | str:
+    """One worker's slice; a user error comes back as its one-line text (exceptions lose their fields
+    when pickled), so the parent prints exactly one error line however many workers there are."""
+    recipe, opts, folder = job
+    try:
+        return _process_into(recipe, opts, folder)
+    except BaylingError as err:
+        return f"{type(err).__name__}\t{err}"
+
+
+def _process_slices(recipe: Recipe, opts: BuildOptions, work: Path) -> list[dict[str, Any]]:
+    """Phase 1 as ``opts.workers`` slices in parallel processes (or in this process for one worker)."""
+    import dataclasses
+    import multiprocessing
+
+    n = max(1, opts.workers)
+    jobs = []
+    for i in range(n):
+        folder = work / f"shard-{i}"
+        folder.mkdir(parents=True)
+        jobs.append((recipe, dataclasses.replace(opts, shard=(i, n), progress=opts.progress and n == 1), folder))
+    if n == 1:
+        results: list[Any] = [_process_into(*jobs[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(n, initializer=_die_with_parent) as pool:
+            results = []
+            for res in pool.imap(_slice_job, jobs):
+                if isinstance(res, str):
+                    pool.terminate()
+                    raise BaylingError(res.split("\t", 1)[1])
+                results.append(res)
+    for state, (_, _, folder) in zip(results, jobs):
+        state["_dir"] = folder
+    return results
+
+
+def build(recipe: Recipe, opts: BuildOptions, out: Path) -> dict[str, Any]:
+    """Both phases on this machine, through the same code as a sharded build: phase 1 as ``opts.workers``
+    slices (parallel processes), then the same merge, so any worker count gives the same bytes."""
     with atomic_dir(Path(out)) as tmp:
-        work = tmp / ".work" / "shard-0"
-        work.mkdir(parents=True)
-        state = _process_into(recipe, opts, work)
-        state["_dir"] = work
-        manifest = assemble([state], tmp, progress=opts.progress)
+        states = _process_slices(recipe, opts, tmp / ".work")
+        manifest = assemble(states, tmp, progress=opts.progress)
         shutil.rmtree(tmp / ".work", ignore_errors=True)
         return manifest
 
 
-def check_not_empty(n: int, what: str) -> None:
-    if n == 0:
-        raise BaylingError(f"the build produced no {what}; check the sources, filters and decontamination "
-                           f"counts (run with a smaller filter or more data)")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from bayling.config import deep_merge, from_dict, load_yaml, parse_overrides
 from bayling.data.filters import FilterConfig
+from bayling.data.records import check_format
 from bayling.data.synth import SynthConfig
 from bayling.errors import ConfigError
 
@@ -28,12 +29,13 @@ PAPER_PROPORTIONS = {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
 class InstructionSet:
     """An instruction-tuning set (Alpaca, ShareGPT or OpenAI-messages records) of one category."""
 
-    path: str  # local file (.json/.jsonl, optionally .gz/.zst) or hub dataset id
+    path: str  # local file (.json/.jsonl, optionally .gz/.zst), snapshot folder, or hub dataset id
     category: Literal["zh", "en"]
-    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    format: str = "auto"  # an instructions format of bayling.data.records.FORMATS
     task: str = ""  # task label written into the records ("" = general)
     split: str = ""  # hub split (default train)
     config: str = ""  # hub config name
+    files: str = ""  # snapshot folders: glob of the files to read (default: found from the layout)
     limit: int = 0  # read at most this many records (0 = all)
     enabled: bool = True
 
@@ -42,16 +44,89 @@ class InstructionSet:
 class ParallelSet:
     """Line-aligned parallel text that the synthesiser turns into cross-lingual instructions."""
 
-    path: str  # FLORES-style directory, TSV of pairs, first file of a pair, or hub dataset id
-    format: Literal["flores", "tsv", "pair", "translation"] = "flores"  # translation = hub rows {translation: {..}}
+    path: str  # FLORES-style directory, TSV of pairs, first file of a pair, snapshot folder, or hub dataset id
+    format: str = "flores"  # a parallel format of bayling.data.records.FORMATS
     langs: list[str] = field(default_factory=list)  # flores: languages to read ([] = all); others: [src, tgt]
     tgt_path: str = ""  # the second file of a pair
     split: str = ""  # FLORES split (devtest/dev) or hub split
     config: str = ""  # hub config name, e.g. "de-en" for Helsinki-NLP/opus-100
+    files: str = ""  # snapshot folders: glob of the files to read (default: found from the layout)
     skip_rows: int = 0  # drop the first N aligned rows (e.g. lines held out for evaluation)
     limit: int = 0  # at most this many rows after skip_rows (0 = all)
     pivot_with: str = ""  # name of an en<->zh parallel source: also make X<->zh rows joined on English
+    fetch: str = ""  # command that fetches it, for --dry-run ({id}, {config}, {dir}); default: hf download
     enabled: bool = True
+
+
+CODE_SYSTEMS = ("iso639_1", "iso639_3", "flores200", "flores101")
+
+
+@dataclass
+class ParallelGroup:
+    """Many languages from one corpus, said once ("these languages, from this corpus, config pattern ...").
+
+    Expands (:func:`expand_groups`) into one ``parallel`` source per language, named ``GROUP_CODE`` (e.g.
+    ``opus100_deu_Latn``), which a ``parallel.GROUP_CODE.*`` entry or override may still change. Patterns in
+    ``config`` and ``files``: ``{x}`` = the language's code in the corpus, ``{pivot}`` = the pivot's,
+    ``{pair}`` = both sorted and joined by '-' (OPUS-100's ``de-en``, ``en-fr``).
+    """
+
+    path: str  # hub dataset id, snapshot folder, or local root
+    langs: list[str] = field(default_factory=list)  # codes or groups: flores101, flores200, high/medium/low
+    exclude: list[str] = field(default_factory=list)
+    corpus_langs: list[str] = field(default_factory=list)  # codes the corpus has ([] = assume every language)
+    pivot: str = "eng_Latn"
+    code: str = "iso639_1"  # how the corpus spells a language: one of CODE_SYSTEMS
+    codes: dict[str, str] = field(default_factory=dict)  # exceptions: canonical code -> corpus code
+    format: str = "translation"
+    config: str = "{pair}"
+    files: str = ""
+    split: str = ""
+    skip_rows: int = 0
+    limit: int = 0
+    pivot_with: str = ""
+    fetch: str = ""  # command that fetches one language's data, for --dry-run ({id}, {config}, {dir})
+    enabled: bool = True
+
+    def corpus_code(self, lang: Any) -> str:
+        return self.codes.get(lang.code) or getattr(lang, self.code)
+
+    def members(self) -> tuple[list[Any], list[str]]:
+        """(languages this group links to its pivot, languages it asked for that the corpus lacks)."""
+        from bayling.languages import get_language, parse_languages
+
+        try:
+            wanted = parse_languages(self.langs)
+            dropped = {lg.code for lg in parse_languages(self.exclude)} if self.exclude else set()
+            pivot = get_language(self.pivot)
+        except ConfigError:
+            raise
+        except Exception as err:  # the registry's BaylingError: name the recipe key
+            raise ConfigError(str(err), field="langs") from None
+        have = set(self.corpus_langs)
+        out, lacking = [], []
+        for lg in wanted:
+            if lg.code in dropped or lg.code == pivot.code:
+                continue
+            code = self.corpus_code(lg)
+            if not code or (have and code not in have):
+                lacking.append(lg.code)
+            else:
+                out.append(lg)
+        return out, lacking
+
+    def entry(self, lang: Any) -> dict[str, Any]:
+        """The ``parallel`` source this group makes for one language."""
+        from bayling.languages import get_language
+
+        pivot = get_language(self.pivot)
+        x, pv = self.corpus_code(lang), self.corpus_code(pivot)
+        fill = {"x": x, "pivot": pv, "pair": "-".join(sorted((x, pv)))}
+        out: dict[str, Any] = {"path": self.path, "format": self.format, "langs": [lang.code, pivot.code],
+                               "config": self.config.format(**fill), "files": self.files.format(**fill),
+                               "split": self.split, "skip_rows": self.skip_rows, "limit": self.limit,
+                               "pivot_with": self.pivot_with, "fetch": self.fetch, "enabled": self.enabled}
+        return out
 
 
 @dataclass
@@ -116,6 +191,7 @@ class Recipe:
     cross_lingual: bool = True  # false = the paper's ablation without the cross-lingual arm
     instructions: dict[str, InstructionSet] = field(default_factory=dict)
     parallel: dict[str, ParallelSet] = field(default_factory=dict)
+    parallel_groups: dict[str, ParallelGroup] = field(default_factory=dict)
     synth: SynthConfig = field(default_factory=SynthConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupSettings = field(default_factory=DedupSettings)
@@ -126,6 +202,14 @@ class Recipe:
     def validate(self) -> None:
         if self.output.shard_size < 1:
             raise ConfigError("must be at least 1", field="output.shard_size")
+        for section, sources in (("instructions", self.instructions), ("parallel", self.parallel)):
+            for name, src in sources.items():
+                check_format(src.format, section, f"{section}.{name}.format")
+                for key in ("limit", "skip_rows"):
+                    value = getattr(src, key, 0)
+                    if value < 0:
+                        raise ConfigError(f"must be >= 0 (0 = no {'limit' if key == 'limit' else 'rows skipped'})"
+                                          f", got {value}", field=f"{section}.{name}.{key}")
 
 
 def _resolve(value: str, base: Path) -> str:
@@ -149,7 +233,7 @@ def _hub_like(value: str) -> bool:
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Resolve every path-valued key of a raw recipe mapping against ``base``."""
     out = dict(data)
-    for section in ("instructions", "parallel"):
+    for section in ("instructions", "parallel", "parallel_groups"):
         srcs = out.get(section)
         if isinstance(srcs, dict):
             out[section] = {
@@ -163,12 +247,69 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
+def expand_groups(data: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """Raw recipe mapping with every ``parallel_groups`` entry expanded into ``parallel`` sources.
+
+    Explicit ``parallel`` entries come first and are merged over a generated entry of the same name, so one
+    language of a group can be re-pointed (``parallel.opus100_deu_Latn.path=DIR``) or switched off.
+    """
+    groups = data.get("parallel_groups")
+    if not isinstance(groups, dict) or not groups:
+        return data
+    explicit = data.get("parallel") if isinstance(data.get("parallel"), dict) else {}
+    generated: dict[str, Any] = {}
+    for gname, raw in groups.items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected a section (mapping), got {raw!r}", path=source, field=f"parallel_groups.{gname}")
+        group = from_dict(ParallelGroup, raw, source=source, prefix=f"parallel_groups.{gname}.")
+        where = f"parallel_groups.{gname}"
+        if group.code not in CODE_SYSTEMS:
+            raise ConfigError(f"must be one of {', '.join(CODE_SYSTEMS)}, got '{group.code}'", path=source,
+                              field=f"{where}.code")
+        for key in ("limit", "skip_rows"):
+            if getattr(group, key) < 0:
+                raise ConfigError(f"must be >= 0, got {getattr(group, key)}", path=source, field=f"{where}.{key}")
+        if not group.langs:
+            raise ConfigError("needs langs (codes, or groups such as flores101)", path=source, field=f"{where}.langs")
+        try:
+            langs, _ = group.members()
+        except ConfigError as err:
+            raise ConfigError(err.message, path=source, field=f"parallel_groups.{gname}.{err.field}") from None
+        for lg in langs:
+            generated[f"{gname}_{lg.code}"] = group.entry(lg)
+    parallel = {k: (deep_merge(generated[k], v) if k in generated and isinstance(v, dict) else v)
+                for k, v in explicit.items()}
+    parallel.update({k: v for k, v in generated.items() if k not in parallel})
+    return {**data, "parallel": parallel}
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Recipe file (paths relative to it) < overrides (paths relative to the current directory)."""
+    """Recipe file (paths relative to it) < overrides (paths relative to the current directory).
+
+    An error names the recipe file when the file alone has it, else the command line (an override's)."""
     data: dict[str, Any] = {}
     source = None
     if path is not None:
         data = _resolve_paths(load_yaml(path), Path(path).resolve().parent)
         source = str(path)
+
+    def build(raw: dict[str, Any]) -> Recipe:
+        try:
+            return from_dict(Recipe, expand_groups(raw, source), source=source)
+        except ConfigError as err:
+            if err.path is None and source is not None:  # a validate() check: still the file's
+                raise ConfigError(err.message, path=source, line=err.line, field=err.field) from None
+            raise
+
     extra = _resolve_paths(parse_overrides(overrides or []), Path.cwd())
-    return from_dict(Recipe, deep_merge(data, extra), source=source)
+    if not extra:
+        return build(data)
+    try:
+        return build(deep_merge(data, extra))
+    except ConfigError as err:
+        try:
+            build(data)
+        except ConfigError as file_err:
+            if file_err.message == err.message and file_err.field == err.field:
+                raise file_err from None
+        raise ConfigError(err.message, path="command line (key=value)", field=err.field) from None

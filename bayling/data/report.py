@@ -72,10 +72,12 @@ def data_card(manifest: dict[str, Any]) -> str:
         if counts:
             out += [f"**{key[3:]}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()), ""]
     out += _pipeline_section(m)
+    out += _language_section(m)
+    out += _groups_section(m)
     out += ["## Inputs", ""]
     out += _table(["source", "kind", "path", "sha256"],
                   [[i["name"], i["kind"], f"`{i['path']}`", (i["sha256"] or "hub")[:16]] for i in m["inputs"]])
-    out += ["", "Languages per example (log scale): languages.png.", ""]
+    out += ["", "Languages per example (log scale): languages.png; per-language accounting: accounting.png.", ""]
     return "\n".join(out)
 
 
@@ -104,6 +106,76 @@ def _pipeline_section(m: dict[str, Any]) -> list[str]:
     rows += [["unique records kept", _fmt(p["unique_kept"])]]
     out += _table(["stage", "records"], rows)
     return out + [""]
+
+
+def _language_section(m: dict[str, Any]) -> list[str]:
+    """Per-language accounting: where every row and record of each language went (nothing uncounted)."""
+    langs = m.get("languages") or {}
+    if not langs:
+        return []
+    names = _language_names(list(langs))
+    rows = []
+    for code, c in langs.items():
+        filt = sum(c["filtered"].values())
+        top = max(c["filtered"].items(), key=lambda kv: kv[1])[0] if filt else ""
+        rows.append([code, names[code], _fmt(c["rows_read"]), _fmt(sum(c["synthesis_dropped"].values())),
+                     _fmt(c["records"]), _fmt(filt) + (f" ({top})" if top else ""), _fmt(c["decontaminated"]),
+                     _fmt(sum(c["dedup"].values())), _fmt(c["unique_kept"]), _fmt(c["not_selected"]),
+                     _fmt(c["train"]), _fmt(c["valid"])])
+    out = ["## Per language: read, dropped, kept", "",
+           "Group = zh/en for instruction records, else the record's non-pivot language (en<->zh pairs: "
+           "eng_Latn-zho_Hans). records = filtered + decontaminated + dedup + unique kept; unique kept = distinct "
+           "in train + valid + not selected. Every drop by reason is in manifest.json `languages`.", ""]
+    out += _table(["group", "language", "rows read", "synthesis dropped", "records", "filtered (top reason)",
+                   "decontaminated", "dedup", "unique kept", "not selected", "train (with repeats)", "valid"], rows)
+    return out + [""]
+
+
+def _groups_section(m: dict[str, Any]) -> list[str]:
+    """The recipe's corpus choices ("these languages, from this corpus"); the reasons are the recipe's comments."""
+    groups = m["recipe"].get("parallel_groups") or {}
+    if not groups:
+        return []
+    rows = [[name, f"`{g['path']}`", ", ".join(g["langs"]), ", ".join(g["exclude"]) or "-",
+             f"{g['code']} / `{g['config']}`", _fmt(g["limit"]) if g["limit"] else "all", g["pivot_with"] or "-",
+             "on" if g["enabled"] else "off"]
+            for name, g in groups.items()]
+    out = ["## Corpus choices (recipe `parallel_groups`)", "",
+           "Each group links its languages to the pivot through one corpus; a language outside `corpus_langs` is "
+           "left to the next group. Why each corpus was chosen (and what is assumed) is written in the recipe.", ""]
+    out += _table(["group", "corpus", "languages", "excluded", "code / config", "rows per language",
+                   "X<->zh via pivot join with", "enabled"], rows)
+    return out + [""]
+
+
+def accounting_plot(languages: dict[str, dict[str, Any]], path: Path) -> None:
+    """Per language: records made vs each kind of drop vs written to train (log scale), one bar group each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    items = sorted(languages.items(), key=lambda kv: (-kv[1]["records"], kv[0]))
+    series = {"records": [c["records"] for _, c in items],
+              "filtered": [sum(c["filtered"].values()) for _, c in items],
+              "dedup + decontaminated": [sum(c["dedup"].values()) + c["decontaminated"] for _, c in items],
+              "train (distinct)": [c["train_distinct"] for _, c in items]}
+    width = max(6.0, 0.3 * len(items) + 2)
+    fig, ax = plt.subplots(figsize=(width, 4.5), dpi=100)
+    x = np.arange(len(items))
+    w = 0.2
+    for k, (label, values) in enumerate(series.items()):
+        ax.bar(x + (k - 1.5) * w, [max(v, 0.5) for v in values], w, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels([k for k, _ in items], rotation=90, fontsize=8 if len(items) <= 30 else 6)
+    ax.set_yscale("log")
+    ax.set_ylabel("records (log scale)")
+    ax.set_title("Per-language accounting: made, dropped, kept", fontsize=11)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
 
 
 def languages_plot(by_language: dict[str, int], path: Path) -> None:

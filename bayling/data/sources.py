@@ -8,6 +8,7 @@ small API and the orchestration stays readable. Also here: what the manifest rec
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -18,7 +19,7 @@ from bayling.config import from_dict
 from bayling.data.recipe import DedupSettings, InstructionSet, ParallelSet, Recipe
 from bayling.data.write import sha256_path
 
-PACKAGES = ("bayling", "datasketch", "numpy", "py3langid", "datasets", "transformers", "tokenizers", "matplotlib")
+PACKAGES = ("bayling", "numpy", "pyarrow", "py3langid", "datasets", "transformers", "tokenizers", "matplotlib")
 
 
 def enabled_sources(recipe: Recipe) -> list[tuple[str, str, Any]]:
@@ -30,13 +31,14 @@ def enabled_sources(recipe: Recipe) -> list[tuple[str, str, Any]]:
 
 
 def _spec(name: str, src: InstructionSet | ParallelSet) -> Any:
-    from bayling.data.readers import SourceSpec
+    from bayling.data.records import SourceSpec
 
     if isinstance(src, InstructionSet):
         return SourceSpec(path=src.path, format=src.format, name=name, category=src.category, task=src.task,
-                          split=src.split, config=src.config)
+                          split=src.split, config=src.config, files=src.files)
     return SourceSpec(path=src.path, format=src.format, name=name, category="cross_lingual",
-                      langs=list(src.langs), tgt_path=src.tgt_path, split=src.split, config=src.config)
+                      langs=list(src.langs), tgt_path=src.tgt_path, split=src.split, config=src.config,
+                      files=src.files)
 
 
 def _read(name: str, src: InstructionSet | ParallelSet, on_bad: Callable[[Any], None]) -> Iterator[Any]:
@@ -85,16 +87,16 @@ class Stages:
         return _with_hint(f"parallel.{name}.path",
                           lambda: _window(_read(name, src, on_bad), src.skip_rows, src.limit))
 
-    def synthesize(self, row: Any, source: str) -> Iterator[dict]:
+    def synthesize(self, row: Any, source: str, stats: Any = None) -> Iterator[dict]:
         from bayling.data.synth import synthesize
 
-        return synthesize([(row.key, row.texts)], self.synth_cfg, source)
+        return synthesize([(row.key, row.texts)], self.synth_cfg, source, stats)
 
     def pivot_rows(self, x_src: ParallelSet, x_name: str, pivot_src: ParallelSet, pivot_name: str,
                    on_bad: Callable[[Any], None]) -> Iterator[Any]:
         """X<->zh rows joined on identical English from an X<->en and an en<->zh source."""
-        from bayling.data.readers import ParallelRow
-        from bayling.data.synth import pivot_join
+        from bayling.data.pivot import pivot_join
+        from bayling.data.records import ParallelRow
 
         x_rows = ((r.key, r.texts) for r in self.parallel_rows(x_name, x_src, on_bad))
         zh_rows = ((r.key, r.texts) for r in self.parallel_rows(pivot_name, pivot_src, on_bad))
@@ -178,17 +180,41 @@ def new_dedup_index(recipe: dict[str, Any]) -> Any:
     return DedupIndex(num_bands=_dedup_bands(cfg)) if cfg.enabled else _NoDedup()
 
 
+def _read_files(src: InstructionSet | ParallelSet, path: Path) -> list[Path]:
+    """The files a source reads: a snapshot folder holds many configs, only this one's files count."""
+    if path.is_dir() and src.format != "flores":
+        from bayling.data.snapshot import data_files
+
+        return data_files(path, src.config, src.split, src.files)
+    return [path]
+
+
 def describe_inputs(recipe: Recipe) -> list[dict[str, Any]]:
-    """What went in: name, kind, path(s) and sha256 (None for hub ids: their revision is on the hub)."""
+    """What went in: name, kind, path(s), hub id if read from a snapshot, and sha256 of the files read
+    (None for hub ids: their revision is on the hub). Digests are cached, so 100 sources of one snapshot
+    folder hash each file once."""
     out = []
+    memo: dict[Path, str] = {}
+
+    def digest(files: list[Path]) -> str:
+        for f in files:
+            if f not in memo:
+                memo[f] = sha256_path(f)
+        if len(files) == 1:
+            return memo[files[0]]
+        return hashlib.sha256("".join(f"{f.name}\0{memo[f]}" for f in files).encode()).hexdigest()
+
     for name, kind, src in enabled_sources(recipe):
         for key in ("path", "tgt_path"):
             value = getattr(src, key, "")
             if not value:
                 continue
             p = Path(value)
-            out.append({"name": name if key == "path" else f"{name}:tgt", "kind": kind, "path": value,
-                        "sha256": sha256_path(p) if p.exists() else None})
+            entry = {"name": name if key == "path" else f"{name}:tgt", "kind": kind, "path": value,
+                     "sha256": digest(_read_files(src, p)) if p.exists() else None}
+            if getattr(src, "hub_id", None) and key == "path":
+                entry["hub_id"] = src.hub_id
+            out.append(entry)
     for value in recipe.decontaminate.paths:
         p = Path(value)
         out.append({"name": p.name, "kind": "decontaminate", "path": value,

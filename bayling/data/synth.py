@@ -13,7 +13,7 @@ API (what the pipeline calls)
   Records come row by row, in a fixed order inside a row (sorted codes), whatever the column order.
 - ``SynthConfig`` is the recipe's ``synth`` section; ``cfg.seed`` drives every choice (a pipeline with one
   recipe-wide seed sets it with ``dataclasses.replace(cfg, seed=recipe.seed)``).
-- ``pivot_join(x_en_rows, en_zh_rows) -> Iterator[row]`` makes X<->zh rows from X<->en and en<->zh bitexts.
+- ``pivot_join`` (bayling/data/pivot.py) makes X<->zh rows from X<->en and en<->zh bitexts.
 - ``group_language(record)`` is the language a record counts for in per-language sampling.
 
 Choices (assumptions where BayLing 2 is silent)
@@ -39,7 +39,6 @@ import difflib
 import functools
 import hashlib
 import random
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +96,8 @@ class SynthStats:
     rows_without_direction: int = 0  # rows where no enabled direction applies (e.g. no en/zh column)
     empty_sentences: int = 0  # (row, language) cells with an empty sentence, left out of that row
     records: Counter = field(default_factory=Counter)  # per direction family, plus "multiturn"
+    empty_by_language: Counter = field(default_factory=Counter)  # empty_sentences per language
+    no_direction_by_language: Counter = field(default_factory=Counter)  # rows_without_direction per row language
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +184,7 @@ def _clean_row(key: str, row: Mapping[str, str], stats: SynthStats) -> dict[str,
             out[lang] = text.strip()
         else:
             stats.empty_sentences += 1
+            stats.empty_by_language[lang] += 1
     return out
 
 
@@ -294,6 +296,8 @@ def synthesize(
         pairs = _row_pairs(row, directions)
         if not pairs:
             stats.rows_without_direction += 1
+            for lang in row_groups(raw):
+                stats.no_direction_by_language[lang] += 1
             continue
         for src, tgt, fam in pairs:
             stats.records[fam] += 1
@@ -319,76 +323,15 @@ def group_language(record: Mapping[str, Any]) -> str:
     return f"{ENGLISH.code}-{CHINESE.code}"
 
 
-# -------------------------------------------------------------------------------------------- pivot join
-def normalise_pivot(text: str) -> str:
-    """Join key for English sentences: NFC, whitespace collapsed (case and punctuation kept)."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+def record_group(record: Mapping[str, Any]) -> str:
+    """Sampling and accounting group of any record: its category for zh/en, else :func:`group_language`."""
+    if record.get("category") != "cross_lingual":
+        return str(record.get("category"))
+    return group_language(record)
 
 
-def _side(rows: Iterator[Row], want_zh: bool) -> Iterator[tuple[str, str, str, str]]:
-    """(norm_en, lang, key, text) per row; ``lang`` is zho_Hans on the en-zh side, X on the X-en side."""
-    for key, raw in rows:
-        codes = {get_language(c).code: t for c, t in raw.items()}
-        en = codes.pop(ENGLISH.code, None)
-        if want_zh:
-            ok = en is not None and set(codes) == {CHINESE.code}
-        else:
-            ok = en is not None and len(codes) == 1 and CHINESE.code not in codes
-        if not ok:
-            need = "English and Chinese" if want_zh else "English and exactly one language other than zh"
-            raise DataError(f"pivot join: row '{key}' must hold {need}, has {', '.join(sorted(raw))}")
-        lang, text = next(iter(codes.items()))
-        norm = normalise_pivot(en)
-        if norm and text.strip():
-            yield norm, lang, key, text.strip()
-
-
-def pivot_join(x_en_rows: Iterable[Row], en_zh_rows: Iterable[Row]) -> Iterator[Row]:
-    """X<->zh rows ``(f"pivot:{x_key}+{zh_key}", {X: x, "zho_Hans": zh})`` joined on identical English.
-
-    Memory is proportional to the smaller input: both sides are read in lock-step into hash tables until one
-    runs out; that (smaller) side's table is kept, the other is joined and freed, and the rest of the larger
-    side is streamed past the kept table. For an English sentence that occurs several times on one side
-    (per X language), its first occurrence is used, so the result does not depend on which side is smaller;
-    output order follows the larger side. X may vary between x_en rows (one join for many languages).
-    Run it before sharding: "first occurrence" is a property of the whole input.
-    """
-    sides = [_side(iter(x_en_rows), False), _side(iter(en_zh_rows), True)]
-    tables: list[dict[tuple[str, str], tuple[str, str]]] = [{}, {}]
-    zh_tab_key = CHINESE.code
-    done = [False, False]
-    while not any(done):
-        for i in (0, 1):
-            item = next(sides[i], None)
-            if item is None:
-                done[i] = True
-                break
-            norm, lang, key, text = item
-            tables[i].setdefault((norm, lang), (key, text))
-    small = 0 if done[0] else 1
-    large = 1 - small
-    kept, partial = tables[small], tables[large]
-    if small == 0:  # x side is small: index x entries by English sentence for the zh stream
-        by_en: dict[str, list[tuple[str, str, str]]] = {}
-        for (norm, lang), (key, text) in kept.items():
-            by_en.setdefault(norm, []).append((lang, key, text))
-        kept.clear()
-    emitted: set[tuple[str, str]] = set()
-
-    def match(norm: str, lang: str, key: str, text: str) -> Iterator[Row]:
-        if large == 1:  # streaming the zh side against x entries
-            for x_lang, x_key, x_text in by_en.get(norm, ()):
-                if (norm, x_lang) not in emitted:
-                    emitted.add((norm, x_lang))
-                    yield f"pivot:{x_key}+{key}", {x_lang: x_text, zh_tab_key: text}
-        else:  # streaming the x side against zh entries
-            hit = kept.get((norm, zh_tab_key))
-            if hit is not None and (norm, lang) not in emitted:
-                emitted.add((norm, lang))
-                yield f"pivot:{key}+{hit[0]}", {lang: text, zh_tab_key: hit[1]}
-
-    for (norm, lang), (key, text) in partial.items():
-        yield from match(norm, lang, key, text)
-    partial.clear()
-    for norm, lang, key, text in sides[large]:
-        yield from match(norm, lang, key, text)
+def row_groups(texts: Mapping[str, str]) -> list[str]:
+    """Accounting groups of a parallel row: its non-pivot languages, or ``eng_Latn-zho_Hans`` for en-zh rows."""
+    codes = [get_language(c).code for c in texts]
+    xs = sorted(c for c in codes if c not in (ENGLISH.code, CHINESE.code))
+    return xs or [f"{ENGLISH.code}-{CHINESE.code}"]

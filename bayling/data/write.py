@@ -77,17 +77,62 @@ def clean_stale(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-@contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``out`` only if the block finishes."""
+TOOL = "bayling-build-data"
+
+
+def made_by_tool(folder: Path, markers: tuple[str, ...] = ("manifest.json",)) -> bool:
+    """Whether ``folder`` holds a marker file this tool wrote there before (a finished build's manifest.json,
+    or a shard folder's state.json): only such a folder may be replaced."""
+    for name in markers:
+        p = folder / name
+        if not p.is_file():
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and (data.get("tool") == TOOL or str(data.get("format", "")).startswith(
+                ("bayling-data/", "bayling-build-data-shard/"))):
+            return True
+    return False
+
+
+def check_out_dir(out: Path, markers: tuple[str, ...] = ("manifest.json",)) -> None:
+    """The folder-replacing rule: ``out`` may be replaced only if it is absent, empty, or carries a marker
+    this tool wrote. Anything else is a user's folder (``--out runs`` typed for ``--out runs/data``): refuse
+    before touching anything."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BaylingError("output path exists and is not a directory", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    here = Path.cwd().resolve()
+    target = out.resolve()
+    if target == here or target in here.parents:
+        raise BaylingError("--out is the current directory or one of its parents; the build replaces its output "
+                           "folder as a whole, so give a new or previously built folder", path=out)
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "is a regular file" if parent == out else f"is under {parent}, which is a regular file"
+            raise BaylingError(f"output path {what}; --out must be a folder", path=out)
+    if out.is_dir() and any(out.iterdir()) and not made_by_tool(out, markers):
+        raise BaylingError(f"output folder exists, is not empty and was not written by {TOOL} (no "
+                           f"{' or '.join(markers)} of it); it is left untouched: choose a new --out, or "
+                           f"empty/remove it yourself", path=out)
+
+
+@contextmanager
+def atomic_dir(out: Path, markers: tuple[str, ...] = ("manifest.json",)) -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``out`` only if the block finishes.
+
+    ``out`` is checked first (:func:`check_out_dir`): a folder this tool did not write is never replaced.
+    """
+    out = Path(out)
+    check_out_dir(out, markers)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(out)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as err:
+        raise BaylingError(f"cannot create the output folder: {err.strerror or err}", path=out) from None
     try:
         yield tmp
     except BaseException:

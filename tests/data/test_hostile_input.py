@@ -23,7 +23,7 @@ from bayling.errors import BaylingError, DataError
 REPO = Path(__file__).resolve().parents[2]
 FLORES = REPO / "data" / "samples" / "flores101_devtest_sample"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-REASONS = {None, "empty", "too_short", "too_long", "length_ratio", "identical_src_tgt", "repetition", "wrong_script",
+REASONS = {None, "nul_character", "empty", "too_short", "too_long", "length_ratio", "identical_src_tgt", "repetition", "wrong_script",
            "langid_mismatch"}
 
 json_values = st.recursive(

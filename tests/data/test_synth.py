@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bayling.config import load_config
+from bayling.data.pivot import pivot_join
 from bayling.data.synth import (
     DIRECTIONS,
     SynthConfig,
@@ -17,7 +18,6 @@ from bayling.data.synth import (
     bayling_prompt,
     group_language,
     load_phrasings,
-    pivot_join,
     synthesize,
 )
 from bayling.errors import BaylingError, ConfigError, DataError
