@@ -64,6 +64,8 @@ class EvalConfig:
             raise ConfigError("must be > 0 (1.0 = no penalty)", field="repetition_penalty")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("must be >= 1", field="limit")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise ConfigError("must be >= 0", field="num_fewshot")
         if self.flores not in (101, 200):
             raise ConfigError(f"must be 101 or 200, got {self.flores}", field="flores")
         for d in self.directions or []:

@@ -222,12 +222,17 @@ class VLLMGenerator(HFGenerator):
         return [clean_output(t) for t in texts]
 
 
+def check_vllm() -> None:
+    """``--backend vllm`` needs the package and a GPU: one line before any work, not an import traceback."""
+    if not vllm_installed() or not _cuda_available():
+        raise ConfigError("--backend vllm needs vLLM installed (pip install vllm) and a GPU", field="backend")
+
+
 def load_generator(model: str, *, backend: str = "auto", template: str | None = None,
                    device: str | None = None, dtype: str | None = None) -> HFGenerator:
     """``hf`` (and ``auto``): transformers. ``vllm``: the vLLM engine (opt-in: it has not been run on a GPU
     in this project's CI, so it is not picked automatically)."""
     if backend == "vllm":
-        if not vllm_installed() or not _cuda_available():
-            raise ConfigError("--backend vllm needs vLLM installed (pip install vllm) and a GPU")
+        check_vllm()
         return VLLMGenerator(model, template=template, device=device, dtype=dtype)
     return HFGenerator(model, template=template, device=device, dtype=dtype)

@@ -291,7 +291,9 @@ def summarize(task_rows: dict[str, Any]) -> dict[str, Any]:
 
 def write_reports(doc: dict[str, Any], out_dir: Path) -> None:
     """results.json, results.csv, summary.md and scores.png, each written whole then renamed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from bayling.eval.checks import prepare_out_dir
+
+    prepare_out_dir(out_dir)  # the folder rule: absent, empty, or written by bayling-eval before
     _atomic(out_dir / "results.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     _atomic(out_dir / "results.csv", _csv(doc))
     _atomic(out_dir / "summary.md", _markdown(doc))

@@ -122,3 +122,17 @@ def test_tokenizer_override_is_recorded(tmp_path):
                  "--tokenize", "intl", "--json", str(out)]) == 0
     bleu = json.loads(out.read_text(encoding="utf-8"))["scores"]["bleu"]
     assert bleu["name"] == "bleu_intl" and "tok:intl" in bleu["signature"]
+
+
+def test_bom_in_inputs_is_stripped_like_the_builder_does(tmp_path):
+    """A UTF-8 BOM (Notepad's default) must not turn the first segment into a different string."""
+    hyp, ref = _ref("de-en", "B", "en"), _ref("de-en", "A", "en")
+    bom_hyp, bom_ref = tmp_path / "hyp.txt", tmp_path / "ref.txt"
+    bom_hyp.write_bytes(b"\xef\xbb\xbf" + Path(hyp).read_bytes())
+    bom_ref.write_bytes(b"\xef\xbb\xbf" + Path(ref).read_bytes())
+    plain, with_bom = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["score", "--hyp", hyp, "--ref", ref, "--tgt-lang", "en", "--json", str(plain)]) == 0
+    assert main(["score", "--hyp", str(bom_hyp), "--ref", str(bom_ref), "--tgt-lang", "en", "--json", str(with_bom)]) == 0
+    a = json.loads(plain.read_text(encoding="utf-8"))["scores"]
+    b = json.loads(with_bom.read_text(encoding="utf-8"))["scores"]
+    assert a == b and round(a["bleu"]["score"], 10) == 27.3496185939
