@@ -29,6 +29,23 @@ class GenStats:
     seconds: float = 0.0
 
 
+def checkpoint_template(model_dir: str, explicit: str | None):
+    """The conversation template to render prompts with: ``--template``, else the trainer's
+    ``bayling.json`` "template" (the checkpoint says what it was trained with), else None (the tokenizer's own
+    chat_template is used as is)."""
+    if explicit:
+        return get_template(explicit)
+    meta = Path(model_dir) / "bayling.json"
+    if meta.is_file():
+        from bayling.errors import read_json
+
+        doc = read_json(meta, "bayling.json", ConfigError)
+        name = doc.get("template") if isinstance(doc, dict) else None
+        if isinstance(name, str) and name:
+            return get_template(name)
+    return None
+
+
 def clean_output(text: str) -> str:
     """One line per hypothesis: newlines (and other line separators) become spaces."""
     return " ".join(text.replace("\r", "\n").replace("\u2028", "\n").split("\n")).strip()
@@ -61,7 +78,7 @@ class HFGenerator:
         self.path = resolve_model(model)
         if not (Path(self.path) / "config.json").is_file():
             raise ConfigError("not a model directory (no config.json)", path=self.path)
-        tpl = get_template(template) if template else None
+        tpl = checkpoint_template(self.path, template)
         self.tokenizer = load_tokenizer(self.path, tpl)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
@@ -176,7 +193,7 @@ class VLLMGenerator(HFGenerator):
         from bayling.tokenizer import load_tokenizer
 
         self.path = resolve_model(model)
-        tpl = get_template(template) if template else None
+        tpl = checkpoint_template(self.path, template)
         self.tokenizer = load_tokenizer(self.path, tpl)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
