@@ -183,7 +183,7 @@ def cmd_score(argv: list[str]) -> int:
     )
 
     p = _Parser(prog=f"{PROG} score", description="Score a hypothesis file against references "
-                "(WMT22 convention: BLEU tokenize zh for Chinese, ja-mecab for Japanese, 13a otherwise; chrF "
+                "(WMT22 convention: BLEU tokenize zh for Chinese, char for Japanese, 13a otherwise; chrF "
                 "defaults). A target outside the language registry needs an explicit --tokenize.")
     p.add_argument("--hyp", required=True)
     p.add_argument("--ref", required=True, action="append", help="reference file (repeat for several)")
