@@ -153,9 +153,12 @@ def test_harness_task_offline_fails_fast_naming_the_dataset(tmp_path):
 
 def test_english_suite_offline_is_one_line_exit_2_naming_every_missing_dataset(tmp_path, capsys):
     from bayling.cli.evaluate import main
+    from tests.eval.test_hostile_cli import write_safetensors
 
-    model = tmp_path / "model"
+    model = tmp_path / "model"  # well-formed but never loaded: the data check fails first
     model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    write_safetensors(model / "model.safetensors")
     code = main(["--suite", "english", "--model", str(model), "--out", str(tmp_path / "out"), "--limit", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
@@ -220,10 +223,10 @@ def test_generative_task_dir_reports_exact_match_with_its_filter(tiny_llama2, tm
     doc = run_knowledge_suite(str(tiny_llama2), "knowledge", tmp_path / "out", task_dir=str(root), limit=3,
                               batch_size=3)
     row = doc["tasks"]["sums_en"]
-    assert row["benchmark"] == "sums" and row["language"] == "en"
+    assert row["benchmark"] == "sums_en" and row["language"] is None  # no label: never guessed from the name
     assert row["output_type"] == "generate_until" and row["n"] == 3 and row["filter"] == "none"
     assert 0.0 <= row["metrics"]["exact_match"] <= 1.0 and "exact_match_stderr" in row["metrics"]
-    assert doc["benchmarks"]["sums"]["metric"] == "exact_match"
+    assert doc["benchmarks"]["sums_en"]["metric"] == "exact_match"
 
 
 def _mc_yaml(name: str, data_file: str) -> str:
