@@ -5,6 +5,7 @@
     bayling-eval --suite knowledge|english --model DIR --out DIR [--tasks ...] [--task-dir DIR]
     bayling-eval score --hyp FILE --ref FILE [--ref FILE2] --tgt-lang L
     bayling-eval compare RUN_A RUN_B [...] --out DIR
+    bayling-eval report RUN [RUN...] --out DIR
 
 Settings come from defaults < ``--config FILE.yaml`` < ``key=value`` < flags; bad input is one line on
 stderr and exit code 2 (see bayling.cli.run_cli).
@@ -230,12 +231,30 @@ def cmd_compare(argv: list[str]) -> int:
     return 0
 
 
+def cmd_report(argv: list[str]) -> int:
+    from bayling.eval.checks import prepare_out_dir
+    from bayling.eval.paper_tables import write_report
+
+    p = _Parser(prog=f"{PROG} report", description="Paper-style tables from finished runs (the first is the "
+                "base): translation runs -> mean BLEU/chrF++ per direction family, overall and per resource tier, "
+                "best/worst languages, deltas; knowledge runs -> per-language table with the low-resource mean.")
+    p.add_argument("runs", nargs="+", help="bayling-eval --out folders (or their results.json)")
+    p.add_argument("--out", required=True, help="folder for report.md, report.csv, report.png")
+    args = p.parse_args(argv)
+    prepare_out_dir(args.out, create=False)
+    paths = write_report(args.runs, Path(args.out))
+    print(paths["md"].read_text(encoding="utf-8"))
+    print(f"written: {paths['md']}, {paths['csv']}, {paths['png']}")
+    return 0
+
+
+SUBCOMMANDS = {"score": cmd_score, "compare": cmd_compare, "report": cmd_report}
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "score":
-        return cmd_score(argv[1:])
-    if argv and argv[0] == "compare":
-        return cmd_compare(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     return cmd_run(argv)
 
 
