@@ -8,6 +8,7 @@ seconds with a one-line error instead of after an hour of scoring.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -149,10 +150,30 @@ def apply_fewshot(task, shots: int | None) -> None:
     task.set_fewshot_seed(seed=1234)
     wanted = task.get_config("num_fewshot") or 0
     if wanted > 0:
+        source = fewshot_source(task)
+        if source is None or source == task.config.test_split:
+            raise BaylingError(
+                f"task '{task.config.task}' has no few-shot split of its own (no fewshot_split, training or "
+                f"validation split): its {wanted} examples would be drawn from the scored split "
+                f"'{task.config.test_split}'; set fewshot_split in the task or use --num-fewshot 0",
+                field="num_fewshot")
         pool = task.fewshot_docs()
         if pool is not None and len(pool) < wanted:
             raise BaylingError(f"task '{task.config.task}' has only {len(pool)} few-shot examples, "
                                f"{wanted} asked for; lower --num-fewshot", field="num_fewshot")
+
+
+def fewshot_source(task) -> str | None:
+    """The split lm-eval draws few-shot examples from (its own order of preference), None when it would fall
+    back to the test split. WHY checked: examples from the scored split leak answers into the prompt."""
+    cfg = task.config
+    if cfg.fewshot_split:
+        return cfg.fewshot_split
+    if task.has_training_docs():
+        return cfg.training_split
+    if task.has_validation_docs():
+        return cfg.validation_split
+    return None
 
 
 def _metrics(entry: dict[str, Any]) -> tuple[dict[str, float], str | None]:
@@ -196,11 +217,16 @@ def data_hash(config: dict[str, Any]) -> str | None:
             stack.extend(reversed(item))
         elif isinstance(item, str):
             paths.append(item)
+    # WHY expand: a pattern's text says nothing about the data; edited files must change the hash.
     h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).name.encode())
-        if Path(p).is_file():
-            h.update(Path(p).read_bytes())
+    for pattern in paths:
+        matched = sorted(glob.glob(pattern, recursive=True)) or [pattern]
+        for p in matched:
+            files_here = sorted(q for q in Path(p).rglob("*") if q.is_file()) if Path(p).is_dir() else [Path(p)]
+            for f in files_here:
+                h.update(f.name.encode() + b"\0")
+                if f.is_file():
+                    h.update(f.read_bytes())
     return h.hexdigest()
 
 

@@ -280,3 +280,26 @@ def test_num_fewshot_override_reaches_the_harness(tiny_llama2, tmp_path):
     assert sorted(doc["tasks"]) == ["xcopa_local_tr", "xcopa_local_vi"]
     assert {row["num_fewshot"] for row in doc["tasks"].values()} == {3}
     assert doc["settings"]["num_fewshot_override"] == 3
+
+
+def test_fewshot_is_never_drawn_from_the_scored_split(tiny_llama2, tmp_path):
+    """A task with only a test split and --num-fewshot 2 would show test answers in the prompt: refused."""
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "d.jsonl").write_text(json.dumps({"premise": "a", "choice1": "b", "choice2": "c", "label": 0}) + "\n",
+                                  encoding="utf-8")
+    (root / "only_test.yaml").write_text(_mc_yaml("only_test", "d.jsonl"), encoding="utf-8")
+    with pytest.raises(BaylingError, match="drawn from the scored split 'test'"):
+        run_knowledge_suite(str(tiny_llama2), "knowledge", tmp_path / "out", task_dir=str(root), num_fewshot=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_hash_covers_the_files_a_glob_matches(tmp_path):
+    from bayling.eval.knowledge import data_hash
+
+    (tmp_path / "a.jsonl").write_text("1\n", encoding="utf-8")
+    cfg = {"dataset_kwargs": {"data_files": {"test": str(tmp_path / "*.jsonl")}}}
+    before = data_hash(cfg)
+    (tmp_path / "a.jsonl").write_text("2\n", encoding="utf-8")  # same pattern, edited data
+    assert data_hash(cfg) != before
+    assert data_hash({"dataset_kwargs": {"data_files": {"test": str(tmp_path)}}}) is not None
