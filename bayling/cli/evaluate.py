@@ -14,6 +14,7 @@ stderr and exit code 2 (see bayling.cli.run_cli).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from bayling.cli import run_cli
 from bayling.config import deep_merge, dump_yaml, from_dict, load_yaml, parse_overrides, to_dict
 from bayling.errors import ConfigError
-from bayling.eval.config import EvalConfig
+from bayling.eval.config import SUITES, EvalConfig
 
 PROG = "bayling-eval"
 
@@ -44,7 +45,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. beams=1")
     p.add_argument("--config", help="YAML file with EvalConfig keys")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--suite", choices=["flores", "wmt22", "knowledge", "english"])
+    p.add_argument("--suite", choices=list(SUITES),
+                   help="; ".join(f"{name}: {suite.help}" for name, suite in SUITES.items()))
     p.add_argument("--model", help="model directory or hub id")
     p.add_argument("--out", help="output directory (results.json, summary.md, hyp/, ...)")
     p.add_argument("--langs", help="all | high | medium | low | comma list of codes (FLORES)")
@@ -107,27 +109,26 @@ def cmd_run(argv: list[str]) -> int:
         from bayling.templates import get_template
 
         get_template(cfg.template)
-    if cfg.backend == "vllm" and cfg.suite in ("flores", "wmt22"):
+    suite = SUITES[cfg.suite]
+    cfg.require(*suite.required)
+    if cfg.backend == "vllm" and suite.kind == "translation":
         from bayling.eval.generate import check_vllm
 
         check_vllm()
     from bayling.hub import resolve_model
 
     check_model_dir(resolve_model(cfg.model))  # a hub id is fetched (or refused offline) before any data work
-    if cfg.suite in ("knowledge", "english"):
+    if suite.kind == "knowledge":
         return _run_knowledge(cfg, out)
     return _run_translation(cfg, out)
 
 
 def _run_translation(cfg: EvalConfig, out: Path) -> int:
-    from bayling.eval import flores, wmt
     from bayling.eval.generate import load_generator
     from bayling.eval.report import build_results, write_reports
     from bayling.eval.translate import RunLog, run_tasks
 
-    suite_mod = flores if cfg.suite == "flores" else wmt
-    if cfg.suite == "wmt22":
-        cfg.require("wmt_dir")
+    suite_mod = importlib.import_module(SUITES[cfg.suite].module)
     from bayling.eval.checks import model_fingerprint, prepare_out_dir
     from bayling.hub import resolve_model
 

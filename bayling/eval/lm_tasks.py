@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from bayling.errors import BaylingError, DataError, OfflineError
+from bayling.eval.config import SUITES
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,6 @@ EXPANSIONS = {
     "okapi_hellaswag": [f"hellaswag_{lang}" for lang in OKAPI_LANGS],
     "okapi_mmlu": [f"m_mmlu_{lang}" for lang in OKAPI_LANGS],
     "belebele_bayling": [f"belebele_{code}" for code in BELEBELE_LANGS],
-}
-SUITES = {
-    "knowledge": [
-        "xcopa_local", "okapi_arc", "okapi_hellaswag", "okapi_mmlu", "belebele_bayling",
-        "xstorycloze", "xnli", "mgsm_direct",
-    ],
-    "english": ["mmlu", "arc_challenge", "arc_easy", "hellaswag"],
 }
 DATA_TEXT = (".yaml", ".yml", ".py")
 
@@ -121,8 +115,9 @@ def expand_specs(suite: str, tasks: list[str] | None, task_dir_tasks: list[str] 
     skipped; a task the user NAMED must not be skipped silently, so it raises instead. Tasks of the user's
     --task-dir (``user_names``) keep their own YAML few-shot unless ``num_fewshot`` overrides it.
     """
-    if suite not in SUITES:
-        raise BaylingError(f"unknown knowledge suite '{suite}' (choose from {', '.join(SUITES)})", field="suite")
+    if suite not in SUITES or SUITES[suite].kind != "knowledge":
+        known = ", ".join(n for n, s in SUITES.items() if s.kind == "knowledge")
+        raise BaylingError(f"unknown knowledge suite '{suite}' (choose from {known})", field="suite")
     if tasks:
         names, required = [], True
         for item in tasks:
@@ -132,7 +127,7 @@ def expand_specs(suite: str, tasks: list[str] | None, task_dir_tasks: list[str] 
         names, required = list(task_dir_tasks), True
     else:
         names, required = [], False
-        for item in SUITES[suite]:
+        for item in SUITES[suite].tasks:
             names.extend(EXPANSIONS.get(item, [item]))
     seen: dict[str, TaskSpec] = {}
     for n in names:
