@@ -52,8 +52,10 @@ def run_knowledge_suite(
     out_dir = Path(out_dir)
     if limit is not None and limit <= 0:
         raise BaylingError(f"--limit must be a positive number of examples, got {limit}", field="limit")
+    from bayling.eval.checks import prepare_out_dir
     from bayling.hub import resolve_model
 
+    prepare_out_dir(out_dir, create=False)  # a folder we may not write into fails now, not after the whole run
     model_path = resolve_model(model_dir)  # a bad path fails now; loading waits until the data is known good
     with tempfile.TemporaryDirectory(prefix="bayling-tasks-") as tmp:
         staged = [lm_tasks.stage_task_dir(lm_tasks.LOCAL_TASKS_DIR, Path(tmp) / "bayling")]

@@ -130,6 +130,7 @@ def test_flores200_layout_uses_flores200_file_names(tmp_path):
         build_tasks(EvalConfig(flores_dir=str(tmp_path), flores=200, langs="deu"))
 
 
+@pytest.mark.slow  # four tiny-model runs
 def test_resume_keys_on_model_content_not_its_path(tiny_llama2, tmp_path):
     """Retraining into the same folder and rerunning into the same --out must regenerate, not reuse scores."""
     import shutil

@@ -227,6 +227,8 @@ def test_generative_task_dir_reports_exact_match_with_its_filter(tiny_llama2, tm
     assert row["output_type"] == "generate_until" and row["n"] == 3 and row["filter"] == "none"
     assert 0.0 <= row["metrics"]["exact_match"] <= 1.0 and "exact_match_stderr" in row["metrics"]
     assert doc["benchmarks"]["sums_en"]["metric"] == "exact_match"
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "greedy generation + answer filters" in summary and "log-likelihood" not in summary
 
 
 def _mc_yaml(name: str, data_file: str) -> str:
@@ -303,3 +305,12 @@ def test_data_hash_covers_the_files_a_glob_matches(tmp_path):
     (tmp_path / "a.jsonl").write_text("2\n", encoding="utf-8")  # same pattern, edited data
     assert data_hash(cfg) != before
     assert data_hash({"dataset_kwargs": {"data_files": {"test": str(tmp_path)}}}) is not None
+
+
+def test_out_folder_rule_is_checked_before_any_work(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(BaylingError, match="did not write"):
+        run_knowledge_suite(str(tmp_path / "no-model"), "knowledge", user, tasks=["xcopa"])
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]
