@@ -73,6 +73,9 @@ def run_parser() -> argparse.ArgumentParser:
                    help="knowledge: folder of local lm-eval YAML tasks. WARNING: lm-eval imports the folder's "
                    "Python files (`!function module.name` in a YAML runs that code): use only task folders "
                    "you trust")
+    p.add_argument("--data-dir", dest="data_dir",
+                   help="knowledge: folder of `hf download --repo-type dataset ID --local-dir DIR/ID` snapshots; "
+                   "built-in tasks read them with their own prompts, few-shot splits and filters")
     p.add_argument("--num-fewshot", dest="num_fewshot", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     return p
@@ -166,7 +169,7 @@ def _run_knowledge(cfg: EvalConfig, out: Path) -> int:
         raise ConfigError(f"--suite {cfg.suite} is not available: {err}") from None
     result = run_knowledge_suite(cfg.model, cfg.suite, out, tasks=cfg.tasks, task_dir=cfg.task_dir,
                                  limit=cfg.limit, batch_size=cfg.batch_size, num_fewshot=cfg.num_fewshot,
-                                 device=cfg.device, dtype=cfg.dtype)
+                                 device=cfg.device, dtype=cfg.dtype, data_dir=cfg.data_dir)
     print(f"results: {out / 'results.json'}  summary: {out / 'summary.md'}")
     return 0 if result is not None else 1
 

@@ -82,6 +82,7 @@ class EvalConfig:
     # knowledge / english (lm-eval harness)
     tasks: list[str] | None = None
     task_dir: str | None = None
+    data_dir: str | None = None  # built-in tasks from local `hf download` folders (bayling.eval.local_data)
     num_fewshot: int | None = None
 
     def validate(self) -> None:

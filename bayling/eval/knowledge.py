@@ -40,6 +40,7 @@ def run_knowledge_suite(
     num_fewshot: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    data_dir: str | None = None,
 ) -> dict:
     """Evaluate ``model_dir`` (local dir or hub id) on a knowledge suite; write results into ``out_dir``.
 
@@ -69,6 +70,13 @@ def run_knowledge_suite(
         specs = lm_tasks.expand_specs(suite, tasks, user_tasks, num_fewshot, user_names)
         builtin = lm_tasks.needs_defaults(specs, local_names)
         tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
+        if data_dir is not None:  # built-in tasks over local `hf download` folders, protocol unchanged
+            from bayling.eval.local_data import stage_local_data
+
+            overrides = stage_local_data(tm, data_dir, Path(tmp) / "local_data", builtin)
+            if overrides is not None:
+                staged.append(overrides)
+                tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
         loaded, skipped = lm_tasks.load_all(tm, specs)
         if not loaded:
             raise nothing_loaded_error(suite, skipped)

@@ -166,6 +166,8 @@ CASES = [
     # knowledge
     ("task-dir-missing", [*KN, "--task-dir", "{ws}/notasks"], None, ["task directory"], None),
     ("task-dir-without-yaml", [*KN, "--task-dir", "{ws}/tasks"], "task_dir_no_yaml", ["no lm-eval task YAML"], None),
+    ("data-dir-missing", [*KN, "--tasks", "arc_de", "--data-dir", "{ws}/nodata"], None, ["--data-dir is not a folder"],
+     None),
     # score
     ("score-json-under-file", [*SC, "--json", "{ws}/afile/s.json"], None, ["under a regular file"], None),
     ("score-json-is-folder", [*SC, "--json", "{ws}/user"], None, ["is a folder"], None),
