@@ -22,8 +22,17 @@ def load_run(path: str) -> tuple[str, dict[str, Any]]:
     if not f.is_file():
         raise DataError("no results.json (is this a bayling-eval --out directory?)", path=f)
     data = read_json(f, "results.json")
-    if "directions" not in data:
-        raise DataError("results.json has no 'directions' (not a translation run)", path=f, field="directions")
+    if not isinstance(data, dict) or not isinstance(data.get("directions"), list):
+        raise DataError("results.json has no 'directions' list (not a bayling-eval translation run)", path=f,
+                        field="directions")
+    for i, d in enumerate(data["directions"]):
+        scores = d.get("scores") if isinstance(d, dict) else None
+        ok = isinstance(scores, dict) and isinstance(d.get("direction"), str) and all(
+            isinstance(m, dict) and isinstance(m.get("score"), (int, float)) and "name" in m and "signature" in m
+            for m in scores.values())
+        if not ok:
+            raise DataError(f"direction #{i + 1} is not a bayling-eval record (needs direction and scores with "
+                            "name, score, signature)", path=f, field="directions")
     label = (p if p.is_dir() else p.parent).name or str(p)
     return label, data
 
@@ -124,7 +133,9 @@ def compare(run_paths: list[str], out: Path, metric: str = "chrf") -> dict[str, 
     if len(set(labels)) != len(labels):  # two runs in folders of the same name: use full paths
         runs = [(str(Path(p)), data) for p, (_, data) in zip(run_paths, runs)]
     rows = compare_rows(runs, metric)
-    out.mkdir(parents=True, exist_ok=True)
+    from bayling.eval.checks import prepare_out_dir
+
+    prepare_out_dir(out)
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "png": out / "compare.png"}
     atomic_write_text(paths["md"], to_markdown(runs, rows, metric))
     atomic_write_text(paths["csv"], to_csv(runs, rows))

@@ -114,15 +114,15 @@ def prompt_language(src: Language, tgt: Language, setting: str) -> str:
     return "zh" if "zho_Hans" in codes and "eng_Latn" not in codes else "en"
 
 
-def read_flores(folder: Path, lang: Language, version: int, limit: int | None) -> tuple[list[str], Path]:
+def read_flores(folder: Path, lang: Language, version: int) -> tuple[list[str], Path]:
+    """All lines of one language's devtest file (``--limit`` is applied later, after the alignment check)."""
     stem = lang.flores_file(version)
     path = folder / f"{stem}.devtest"
     if not path.is_file():
         have = sorted(p.stem for p in folder.glob("*.devtest"))
         shown = ", ".join(have[:20]) + (f", ... ({len(have)} in all)" if len(have) > 20 else "")
         raise DataError(f"no FLORES file for {lang.code} ({lang.name_en}); this folder has: {shown}", path=path)
-    lines = read_lines(path, "FLORES file")
-    return (lines[:limit] if limit else lines), path
+    return read_lines(path, "FLORES file"), path
 
 
 def build_tasks(cfg: EvalConfig) -> list[Task]:
@@ -134,15 +134,19 @@ def build_tasks(cfg: EvalConfig) -> list[Task]:
 
     def segs(lang: Language) -> tuple[list[str], Path]:
         if lang.code not in cache:
-            cache[lang.code] = read_flores(folder, lang, cfg.flores, cfg.limit)
+            cache[lang.code] = read_flores(folder, lang, cfg.flores)
         return cache[lang.code]
 
     tasks = []
     for src, tgt, fams in plan_directions(langs, families):
         (src_lines, src_path), (ref_lines, ref_path) = segs(src), segs(tgt)
+        # WHY before --limit: a file with a line missing near its end is misaligned from that line on;
+        # truncating first would hide it and score shifted references.
         if len(src_lines) != len(ref_lines):
             raise DataError(f"{src_path.name} has {len(src_lines)} lines but {ref_path.name} has "
                             f"{len(ref_lines)}; FLORES files must be line-aligned", path=ref_path)
+        if cfg.limit:
+            src_lines, ref_lines = src_lines[: cfg.limit], ref_lines[: cfg.limit]
         tasks.append(Task(
             name=f"{src.code}-{tgt.code}", src=src, tgt=tgt, sources=src_lines, refs=[ref_lines],
             families=fams, prompt_lang=prompt_language(src, tgt, cfg.prompt_lang),

@@ -29,6 +29,23 @@ class GenStats:
     seconds: float = 0.0
 
 
+def checkpoint_template(model_dir: str, explicit: str | None):
+    """The conversation template to render prompts with: ``--template``, else the trainer's
+    ``bayling.json`` "template" (the checkpoint says what it was trained with), else None (the tokenizer's own
+    chat_template is used as is)."""
+    if explicit:
+        return get_template(explicit)
+    meta = Path(model_dir) / "bayling.json"
+    if meta.is_file():
+        from bayling.errors import read_json
+
+        doc = read_json(meta, "bayling.json", ConfigError)
+        name = doc.get("template") if isinstance(doc, dict) else None
+        if isinstance(name, str) and name:
+            return get_template(name)
+    return None
+
+
 def clean_output(text: str) -> str:
     """One line per hypothesis: newlines (and other line separators) become spaces."""
     return " ".join(text.replace("\r", "\n").replace("\u2028", "\n").split("\n")).strip()
@@ -61,7 +78,7 @@ class HFGenerator:
         self.path = resolve_model(model)
         if not (Path(self.path) / "config.json").is_file():
             raise ConfigError("not a model directory (no config.json)", path=self.path)
-        tpl = get_template(template) if template else None
+        tpl = checkpoint_template(self.path, template)
         self.tokenizer = load_tokenizer(self.path, tpl)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
@@ -167,7 +184,13 @@ def _stop_index(tokens: list[int], stops: list[int]) -> int:
 
 
 class VLLMGenerator(HFGenerator):
-    """vLLM engine for GPU throughput; prompts are rendered with the same HF chat template."""
+    """vLLM engine for GPU throughput; prompts are rendered with the same HF chat template.
+
+    Decoding matches the HF backend's: greedy (temperature 0) or beam search with the same width and new-token
+    budget, stopping at the same ids (generation_config's eos plus the template's end-of-turn tokens), and the
+    output is cut at the first stop id and decoded by the same tokenizer. vLLM schedules its own batches, so
+    ``batch_size`` does not apply. The argument mapping is tested without a GPU (tests/eval/test_vllm_backend.py).
+    """
 
     def __init__(self, model: str, *, template: str | None = None, device: str | None = None,
                  dtype: str | None = None) -> None:
@@ -176,20 +199,14 @@ class VLLMGenerator(HFGenerator):
         from bayling.tokenizer import load_tokenizer
 
         self.path = resolve_model(model)
-        tpl = get_template(template) if template else None
+        tpl = checkpoint_template(self.path, template)
         self.tokenizer = load_tokenizer(self.path, tpl)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
                               path=self.path)
-        self.llm = LLM(model=self.path, dtype=dtype or "bfloat16")
-        gen_file = Path(self.path) / "generation_config.json"
-        gen = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
-        eos = gen.get("eos_token_id", self.tokenizer.eos_token_id)
-        ids = list(eos) if isinstance(eos, list) else [eos]
-        if tpl is not None:
-            ids += [i for i in stop_token_ids(self.tokenizer, tpl) if i not in ids]
-        self.stop_ids = [i for i in ids if i is not None]
         self.device, self.dtype = "cuda", dtype or "bfloat16"
+        self.stop_ids = vllm_stop_ids(self.path, self.tokenizer, tpl)
+        self.llm = LLM(**vllm_engine_args(self.path, self.dtype))
 
     def generate(self, prompts: Sequence[str], *, beams: int = 5, batch_size: int = 16,
                  max_new_tokens: int = 1024, desc: str = "generate", stats: GenStats | None = None,
@@ -204,22 +221,47 @@ class VLLMGenerator(HFGenerator):
         from vllm.inputs import TokensPrompt
 
         start = time.perf_counter()
-        toks = [TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=False)["input_ids"])
-                for p in prompts]
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        toks = [TokensPrompt(prompt_token_ids=row) for row in ids]
         if beams > 1:
             from vllm.sampling_params import BeamSearchParams
 
             res = self.llm.beam_search(toks, BeamSearchParams(beam_width=beams, max_tokens=max_new_tokens))
-            texts = [self.tokenizer.decode(r.sequences[0].tokens[len(t["prompt_token_ids"]):],
-                                           skip_special_tokens=True) for r, t in zip(res, toks)]
+            new = [list(r.sequences[0].tokens[len(row):]) for r, row in zip(res, ids)]
         else:
             sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self.stop_ids)
             res = self.llm.generate(toks, sp, use_tqdm=progress)
-            texts = [r.outputs[0].text for r in res]
+            new = [list(r.outputs[0].token_ids) for r in res]
+        texts = [self.tokenizer.decode(row[:_stop_index(row, self.stop_ids)], skip_special_tokens=True)
+                 for row in new]
         if stats is not None:
             stats.sentences += len(prompts)
+            stats.new_tokens += sum(min(_stop_index(row, self.stop_ids) + 1, len(row)) for row in new)
             stats.seconds += time.perf_counter() - start
         return [clean_output(t) for t in texts]
+
+
+def vllm_engine_args(model_dir: str, dtype: str) -> dict:
+    """Arguments of ``vllm.LLM``: the same folder for weights and tokenizer, fixed seed, the chosen dtype."""
+    return {"model": model_dir, "tokenizer": model_dir, "dtype": dtype, "seed": 0}
+
+
+def vllm_stop_ids(model_dir: str, tokenizer, tpl) -> list[int]:
+    """generation_config.json's eos (int or list; the tokenizer's eos when absent) + the template's stop tokens:
+    the same set the HF backend stops at."""
+    gen_file = Path(model_dir) / "generation_config.json"
+    gen = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
+    eos = gen.get("eos_token_id", tokenizer.eos_token_id)
+    ids = list(eos) if isinstance(eos, list) else [eos]
+    if tpl is not None:
+        ids += [i for i in stop_token_ids(tokenizer, tpl) if i not in ids]
+    return [i for i in ids if i is not None]
+
+
+def check_vllm() -> None:
+    """``--backend vllm`` needs the package and a GPU: one line before any work, not an import traceback."""
+    if not vllm_installed() or not _cuda_available():
+        raise ConfigError("--backend vllm needs vLLM installed (pip install vllm) and a GPU", field="backend")
 
 
 def load_generator(model: str, *, backend: str = "auto", template: str | None = None,
@@ -227,7 +269,6 @@ def load_generator(model: str, *, backend: str = "auto", template: str | None = 
     """``hf`` (and ``auto``): transformers. ``vllm``: the vLLM engine (opt-in: it has not been run on a GPU
     in this project's CI, so it is not picked automatically)."""
     if backend == "vllm":
-        if not vllm_installed() or not _cuda_available():
-            raise ConfigError("--backend vllm needs vLLM installed (pip install vllm) and a GPU")
+        check_vllm()
         return VLLMGenerator(model, template=template, device=device, dtype=dtype)
     return HFGenerator(model, template=template, device=device, dtype=dtype)

@@ -8,7 +8,7 @@ seconds with a one-line error instead of after an hour of scoring.
 
 from __future__ import annotations
 
-import csv
+import glob
 import hashlib
 import json
 import logging
@@ -20,13 +20,13 @@ from typing import Any
 
 from bayling.errors import BaylingError, OfflineError
 from bayling.eval import lm_tasks
+from bayling.eval.knowledge_report import summarize, write_reports
+from bayling.eval.labels import Labeller
 
 log = logging.getLogger(__name__)
 
 SKIP_METRIC_KEYS = {"alias", "sample_len", "name", "sample_count"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-PRIMARY = {"okapi_arc": "acc_norm", "okapi_hellaswag": "acc_norm", "arc_challenge": "acc_norm",
-           "arc_easy": "acc_norm", "hellaswag": "acc_norm", "mgsm": "exact_match"}
 
 
 def run_knowledge_suite(
@@ -40,6 +40,7 @@ def run_knowledge_suite(
     num_fewshot: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    data_dir: str | None = None,
 ) -> dict:
     """Evaluate ``model_dir`` (local dir or hub id) on a knowledge suite; write results into ``out_dir``.
 
@@ -52,8 +53,10 @@ def run_knowledge_suite(
     out_dir = Path(out_dir)
     if limit is not None and limit <= 0:
         raise BaylingError(f"--limit must be a positive number of examples, got {limit}", field="limit")
+    from bayling.eval.checks import prepare_out_dir
     from bayling.hub import resolve_model
 
+    prepare_out_dir(out_dir, create=False)  # a folder we may not write into fails now, not after the whole run
     model_path = resolve_model(model_dir)  # a bad path fails now; loading waits until the data is known good
     with tempfile.TemporaryDirectory(prefix="bayling-tasks-") as tmp:
         staged = [lm_tasks.stage_task_dir(lm_tasks.LOCAL_TASKS_DIR, Path(tmp) / "bayling")]
@@ -67,6 +70,13 @@ def run_knowledge_suite(
         specs = lm_tasks.expand_specs(suite, tasks, user_tasks, num_fewshot, user_names)
         builtin = lm_tasks.needs_defaults(specs, local_names)
         tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
+        if data_dir is not None:  # built-in tasks over local `hf download` folders, protocol unchanged
+            from bayling.eval.local_data import stage_local_data
+
+            overrides = stage_local_data(tm, data_dir, Path(tmp) / "local_data", builtin)
+            if overrides is not None:
+                staged.append(overrides)
+                tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
         loaded, skipped = lm_tasks.load_all(tm, specs)
         if not loaded:
             raise nothing_loaded_error(suite, skipped)
@@ -75,7 +85,13 @@ def run_knowledge_suite(
                 apply_fewshot(task, item.spec.num_fewshot)
         lm, model_info = load_model(model_path, batch_size, device, dtype)
         raw = evaluate_specs(lm, loaded, limit)
-    doc = build_results(raw, loaded, skipped, suite, model_dir, model_info, limit, batch_size, num_fewshot)
+    group_map: dict[str, list[str]] = {}
+    for item in loaded:
+        for group, members in (item.loaded.get("group_map") or {}).items():
+            group_map[str(group)] = [str(m) for m in members]
+    labeller = Labeller(task_dir, group_map)
+    doc = build_results(raw, loaded, skipped, suite, model_dir, model_info, limit, batch_size, num_fewshot,
+                        labeller)
     write_reports(doc, out_dir)
     return doc
 
@@ -144,10 +160,30 @@ def apply_fewshot(task, shots: int | None) -> None:
     task.set_fewshot_seed(seed=1234)
     wanted = task.get_config("num_fewshot") or 0
     if wanted > 0:
+        source = fewshot_source(task)
+        if source is None or source == task.config.test_split:
+            raise BaylingError(
+                f"task '{task.config.task}' has no few-shot split of its own (no fewshot_split, training or "
+                f"validation split): its {wanted} examples would be drawn from the scored split "
+                f"'{task.config.test_split}'; set fewshot_split in the task or use --num-fewshot 0",
+                field="num_fewshot")
         pool = task.fewshot_docs()
         if pool is not None and len(pool) < wanted:
             raise BaylingError(f"task '{task.config.task}' has only {len(pool)} few-shot examples, "
                                f"{wanted} asked for; lower --num-fewshot", field="num_fewshot")
+
+
+def fewshot_source(task) -> str | None:
+    """The split lm-eval draws few-shot examples from (its own order of preference), None when it would fall
+    back to the test split. WHY checked: examples from the scored split leak answers into the prompt."""
+    cfg = task.config
+    if cfg.fewshot_split:
+        return cfg.fewshot_split
+    if task.has_training_docs():
+        return cfg.training_split
+    if task.has_validation_docs():
+        return cfg.validation_split
+    return None
 
 
 def _metrics(entry: dict[str, Any]) -> tuple[dict[str, float], str | None]:
@@ -191,17 +227,22 @@ def data_hash(config: dict[str, Any]) -> str | None:
             stack.extend(reversed(item))
         elif isinstance(item, str):
             paths.append(item)
+    # WHY expand: a pattern's text says nothing about the data; edited files must change the hash.
     h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).name.encode())
-        if Path(p).is_file():
-            h.update(Path(p).read_bytes())
+    for pattern in paths:
+        matched = sorted(glob.glob(pattern, recursive=True)) or [pattern]
+        for p in matched:
+            files_here = sorted(q for q in Path(p).rglob("*") if q.is_file()) if Path(p).is_dir() else [Path(p)]
+            for f in files_here:
+                h.update(f.name.encode() + b"\0")
+                if f.is_file():
+                    h.update(f.read_bytes())
     return h.hexdigest()
 
 
 def build_results(raw: dict[str, Any], loaded: list[lm_tasks.LoadedSpec], skipped: dict[str, Any], suite: str,
                   model_dir: str, model_info: dict[str, Any], limit: int | None, batch_size: int,
-                  num_fewshot: int | None) -> dict[str, Any]:
+                  num_fewshot: int | None, labeller: Labeller | None = None) -> dict[str, Any]:
     """The results.json document (schema in docs/knowledge-eval.md)."""
     import lm_eval
 
@@ -209,13 +250,14 @@ def build_results(raw: dict[str, Any], loaded: list[lm_tasks.LoadedSpec], skippe
     for name, entry in sorted(raw["results"].items()):
         if name in raw.get("groups", {}) or name not in raw["configs"]:
             continue
-        bench, lang, _ = lm_tasks.benchmark_of(name)
         cfg = raw["configs"][name]
+        label = (labeller or Labeller()).label(name, cfg.get("metadata"))
         metrics, filt = _metrics(entry)
         task_rows[name] = {
-            "benchmark": bench,
-            "language": lang,
-            **canonical_language(lang),
+            "benchmark": label.benchmark,
+            "language": label.language,
+            "label_source": label.source,
+            **canonical_language(label.language),
             "metrics": metrics,
             "filter": filt,
             "n": int((raw["n-samples"].get(name) or {}).get("effective", 0)),
@@ -245,7 +287,7 @@ def build_results(raw: dict[str, Any], loaded: list[lm_tasks.LoadedSpec], skippe
     }
 
 
-def canonical_language(lang: str) -> dict[str, str | None]:
+def canonical_language(lang: str | None) -> dict[str, str | None]:
     """FLORES-200 code and resource tier from the project's registry, so runs line up with translation results."""
     if not lang:
         return {"language_code": None, "tier": None}
@@ -256,129 +298,3 @@ def canonical_language(lang: str) -> dict[str, str | None]:
     except (ImportError, BaylingError):
         return {"language_code": None, "tier": None}
     return {"language_code": found.code, "tier": found.tier}
-
-
-def primary_metric(bench: str, metrics: dict[str, float]) -> str | None:
-    want = PRIMARY.get(bench, "acc")
-    if want in metrics:
-        return want
-    names = [k for k in metrics if not k.endswith("_stderr")]
-    return names[0] if names else None
-
-
-def summarize(task_rows: dict[str, Any]) -> dict[str, Any]:
-    """Per benchmark: its primary metric per language and the unweighted mean over languages.
-
-    English MMLU's 57 subjects collapse into one 'en' entry weighted by size, like lm-eval's group score.
-    """
-    benches: dict[str, dict[str, Any]] = {}
-    for row in task_rows.values():
-        metric = primary_metric(row["benchmark"], row["metrics"])
-        if metric is None:
-            continue
-        b = benches.setdefault(row["benchmark"], {"metric": metric, "languages": {}})
-        lang = b["languages"].setdefault(row["language"] or "-", {"sum": 0.0, "n": 0, "tasks": 0})
-        lang["sum"] += row["metrics"].get(metric, 0.0) * max(row["n"], 1)
-        lang["n"] += max(row["n"], 1)
-        lang["tasks"] += 1
-    for b in benches.values():
-        b["languages"] = {k: {"score": v["sum"] / v["n"], "n": v["n"], "tasks": v["tasks"]}
-                          for k, v in sorted(b["languages"].items())}
-        scores = [v["score"] for v in b["languages"].values()]
-        b["mean"] = sum(scores) / len(scores)
-    return dict(sorted(benches.items()))
-
-
-def write_reports(doc: dict[str, Any], out_dir: Path) -> None:
-    """results.json, results.csv, summary.md and scores.png, each written whole then renamed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic(out_dir / "results.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    _atomic(out_dir / "results.csv", _csv(doc))
-    _atomic(out_dir / "summary.md", _markdown(doc))
-    plot_languages(doc, out_dir / "scores.png")
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _csv(doc: dict[str, Any]) -> str:
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["task", "benchmark", "language", "metric", "value", "stderr", "n", "num_fewshot"])
-    for name, row in doc["tasks"].items():
-        for metric, value in row["metrics"].items():
-            if metric.endswith("_stderr"):
-                continue
-            stderr = row["metrics"].get(f"{metric}_stderr")
-            w.writerow([name, row["benchmark"], row["language"], metric, f"{value:.6f}",
-                        "" if stderr is None else f"{stderr:.6f}", row["n"], row["num_fewshot"]])
-    return buf.getvalue()
-
-
-def _markdown(doc: dict[str, Any]) -> str:
-    s = doc["settings"]
-    lines = [f"# Knowledge evaluation ({doc['suite']})", "",
-             f"- model: `{doc['model']}` on {doc['model_info']['device']} ({doc['model_info']['dtype']})",
-             f"- lm-eval {doc['lm_eval_version']}, log-likelihood scoring, no chat template, "
-             f"limit {s['limit'] or 'none'}, few-shot override {s['num_fewshot_override']}",
-             f"- created {doc['created']}", ""]
-    if doc["benchmarks"]:
-        lines += ["## Benchmarks (mean over languages)", "", "| benchmark | metric | languages | mean |",
-                  "|---|---|---:|---:|"]
-        for name, b in doc["benchmarks"].items():
-            lines.append(f"| {name} | {b['metric']} | {len(b['languages'])} | {b['mean']:.4f} |")
-        lines.append("")
-    lines += ["## Tasks", "", "| task | language | metric | score | ± stderr | n | shots |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    for name, row in doc["tasks"].items():
-        metric = primary_metric(row["benchmark"], row["metrics"])
-        if metric is None:
-            continue
-        err = row["metrics"].get(f"{metric}_stderr")
-        err_s = f"{err:.4f}" if err is not None else "-"
-        lines.append(f"| {name} | {row['language'] or '-'} | {metric} | {row['metrics'][metric]:.4f} | "
-                     f"{err_s} | {row['n']} | {row['num_fewshot']} |")
-    if doc["skipped"]:
-        lines += ["", "## Skipped: data not reachable", ""]
-        by_dataset: dict[str, list[str]] = {}
-        for name, info in doc["skipped"].items():
-            by_dataset.setdefault(info["dataset"] or "", []).append(name)
-        for dataset, names in by_dataset.items():
-            if dataset:
-                lines.append(f"- `{dataset}` ({len(names)} tasks: {', '.join(names)}): {lm_tasks.supply_hint(dataset)}")
-            else:
-                lines += [f"- `{n}`: {doc['skipped'][n]['reason']}" for n in names]
-    return "\n".join(lines) + "\n"
-
-
-def plot_languages(doc: dict[str, Any], path: Path) -> None:
-    """One bar panel per benchmark: the primary metric per language."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    benches = doc["benchmarks"] or {"(no results)": {"metric": "", "languages": {}, "mean": 0.0}}
-    fig, axes = plt.subplots(len(benches), 1, figsize=(max(6.0, 0.4 * max(
-        len(b["languages"]) for b in benches.values()) + 2), 2.8 * len(benches)), squeeze=False)
-    for ax, (name, b) in zip(axes[:, 0], benches.items()):
-        langs = list(b["languages"])
-        ax.bar(langs, [b["languages"][x]["score"] for x in langs], color="tab:blue")
-        ax.axhline(b["mean"], color="tab:red", linestyle="--", linewidth=1, label=f"mean {b['mean']:.3f}")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(b["metric"])
-        ax.set_title(name)
-        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
-        if langs:
-            ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{doc['suite']}: {Path(str(doc['model'])).name}")
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from bayling.errors import BaylingError, DataError, OfflineError
+from bayling.eval.config import SUITES
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,6 @@ EXPANSIONS = {
     "okapi_mmlu": [f"m_mmlu_{lang}" for lang in OKAPI_LANGS],
     "belebele_bayling": [f"belebele_{code}" for code in BELEBELE_LANGS],
 }
-SUITES = {
-    "knowledge": [
-        "xcopa_local", "okapi_arc", "okapi_hellaswag", "okapi_mmlu", "belebele_bayling",
-        "xstorycloze", "xnli", "mgsm_direct",
-    ],
-    "english": ["mmlu", "arc_challenge", "arc_easy", "hellaswag"],
-}
 DATA_TEXT = (".yaml", ".yml", ".py")
 
 
@@ -92,20 +86,15 @@ class LoadedSpec:
     loaded: dict[str, Any]
 
 
-def benchmark_of(task: str) -> tuple[str, str, int | None]:
-    """``(benchmark, language, default few-shot)`` of a task name, e.g. ``arc_de -> (okapi_arc, de, 25)``."""
-    for prefix, bench, shots in BENCHMARKS:
+def suite_fewshot(task: str) -> int | None:
+    """Few-shot count of the paper protocol for a task the suites run (None: the task's own default).
+
+    Only the suites' own task-name prefixes are matched here; which benchmark and language a task reports is
+    decided by bayling.eval.labels from definitions, never from the name."""
+    for prefix, _bench, shots in BENCHMARKS:
         if task == prefix or (prefix.endswith("_") and task.startswith(prefix)):
-            rest = task[len(prefix):] if prefix.endswith("_") else ""
-            if bench == "mmlu":  # English MMLU subjects are one benchmark in English
-                return bench, "en", shots
-            if bench in ("arc_challenge", "arc_easy", "hellaswag"):
-                return bench, "en", shots
-            return bench, rest, shots
-    m = re.match(r"^(.*)_([a-z]{2,3}(?:_[A-Z][a-z]{3})?)$", task)
-    if m:
-        return m.group(1), m.group(2), None
-    return task, "", None
+            return shots
+    return None
 
 
 def default_fewshot(name: str) -> int | None:
@@ -115,7 +104,7 @@ def default_fewshot(name: str) -> int | None:
         key = EXPANSIONS[key][0]
     if key in ("xcopa_local", "xstorycloze", "xnli", "mgsm_direct", "belebele"):
         return 0
-    return benchmark_of(key)[2]
+    return suite_fewshot(key)
 
 
 def expand_specs(suite: str, tasks: list[str] | None, task_dir_tasks: list[str] | None,
@@ -126,8 +115,9 @@ def expand_specs(suite: str, tasks: list[str] | None, task_dir_tasks: list[str] 
     skipped; a task the user NAMED must not be skipped silently, so it raises instead. Tasks of the user's
     --task-dir (``user_names``) keep their own YAML few-shot unless ``num_fewshot`` overrides it.
     """
-    if suite not in SUITES:
-        raise BaylingError(f"unknown knowledge suite '{suite}' (choose from {', '.join(SUITES)})", field="suite")
+    if suite not in SUITES or SUITES[suite].kind != "knowledge":
+        known = ", ".join(n for n, s in SUITES.items() if s.kind == "knowledge")
+        raise BaylingError(f"unknown knowledge suite '{suite}' (choose from {known})", field="suite")
     if tasks:
         names, required = [], True
         for item in tasks:
@@ -137,7 +127,7 @@ def expand_specs(suite: str, tasks: list[str] | None, task_dir_tasks: list[str] 
         names, required = list(task_dir_tasks), True
     else:
         names, required = [], False
-        for item in SUITES[suite]:
+        for item in SUITES[suite].tasks:
             names.extend(EXPANSIONS.get(item, [item]))
     seen: dict[str, TaskSpec] = {}
     for n in names:
@@ -207,7 +197,7 @@ def stage_task_dir(src: str | Path, dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     count = 0
     for path in sorted(src.rglob("*")):
-        if not path.is_file() or "__pycache__" in path.parts:
+        if not path.is_file() or "__pycache__" in path.parts or path.name == "labels.yaml":  # not a task
             continue
         is_include = path.name.startswith("_") and "." not in path.name  # e.g. lm-eval's `_default_yaml`
         if path.suffix not in DATA_TEXT and not is_include:

@@ -3,9 +3,12 @@
 Layout: ``DIR/sources/generaltest2022.<pair>.src.<src>`` and ``DIR/references/generaltest2022.<pair>.ref.<X>.<tgt>``
 (X = translator id). Reference choice: ``first`` (default) uses reference A, or the alphabetically first one
 when a pair has no A (cs-en and en-cs have B and C; B is also what sacrebleu's ``-t wmt22`` uses for them);
-``all`` scores against every reference (multi-reference BLEU/chrF). Scoring follows the WMT22 convention:
-BLEU with tokenize ``zh`` for Chinese targets, ``ja-mecab`` for Japanese and ``13a`` otherwise, chrF with
-sacrebleu defaults.
+``all`` scores against every reference (multi-reference BLEU/chrF) in WMT22's order: translator ids in
+REVERSE alphabetical order (B, A; C, B), the order of the published "-all" figures. WHY the order matters:
+multi-reference chrF keeps, per segment, the first reference with the best score, so ties resolve
+differently and A, B gives chrF off in the 3rd-4th decimal. Scoring follows the WMT22 convention: BLEU with
+tokenize ``zh`` for Chinese targets, ``char`` for Japanese and ``13a`` otherwise, chrF with sacrebleu
+defaults (see bayling.eval.metrics.choose_bleu_tokenizer).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def reference_files(root: Path, pair: str) -> list[Path]:
     return sorted((root / "references").glob(f"{PREFIX}.{pair}.ref.*.{tgt}"))
 
 
+def official_order(refs: list[Path]) -> list[Path]:
+    """Several references in the order WMT22 scored "-all": translator ids reverse-alphabetical (B before A)."""
+    return sorted(refs, key=lambda p: p.name.split(".ref.")[1].split(".")[0], reverse=True)
+
+
 def build_tasks(cfg: EvalConfig) -> list[Task]:
     """One task per requested pair; every file is checked before a model is loaded."""
     root = Path(cfg.wmt_dir or "")
@@ -44,8 +52,7 @@ def build_tasks(cfg: EvalConfig) -> list[Task]:
         if not refs:
             raise DataError(f"no WMT22 reference for {pair} (expected DIR/references/{PREFIX}.{pair}.ref.A.{t})",
                             path=root / "references")
-        if cfg.wmt_refs == "first":
-            refs = refs[:1]
+        refs = refs[:1] if cfg.wmt_refs == "first" else official_order(refs)
         sources = read_lines(src_path, "WMT22 source")
         ref_lines = [read_lines(p, "WMT22 reference") for p in refs]
         for p, lines in zip(refs, ref_lines):

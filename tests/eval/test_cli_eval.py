@@ -112,3 +112,20 @@ def test_vllm_backend_without_vllm_is_one_line(tiny_llama2, tmp_path, capsys):
     _fails(["--suite", "flores", "--model", str(tiny_llama2), "--flores-dir", SAMPLE, "--langs", "deu",
             "--directions", "x-en", "--limit", "1", "--backend", "vllm", "--out", str(tmp_path)], capsys,
            "--backend vllm needs vLLM")
+
+
+def test_suite_registry_drives_choices_help_validation_and_dispatch(tmp_path, capsys):
+    """One dict (bayling.eval.config.SUITES): a new entry shows up in --help, validates, and dispatches."""
+    from bayling.eval.config import SUITES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name, suite in SUITES.items():
+        assert name in help_text and suite.help.split(":")[0] in help_text
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("suite: ntrex\n", encoding="utf-8")
+    _fails(["--config", str(cfg), "--print-config"], capsys, "unknown suite 'ntrex'", "flores, wmt22")
+    assert {s.kind for s in SUITES.values()} == {"translation", "knowledge"}
+    assert all(s.module for s in SUITES.values() if s.kind == "translation")
+    assert all(s.tasks for s in SUITES.values() if s.kind == "knowledge")

@@ -128,3 +128,39 @@ def test_flores200_layout_uses_flores200_file_names(tmp_path):
     assert all(t.files["source"].endswith(f"{t.src.code}.devtest") for t in tasks)
     with pytest.raises(DataError, match="no FLORES file for deu_Latn"):
         build_tasks(EvalConfig(flores_dir=str(tmp_path), flores=200, langs="deu"))
+
+
+@pytest.mark.slow  # four tiny-model runs
+def test_resume_keys_on_model_content_not_its_path(tiny_llama2, tmp_path):
+    """Retraining into the same folder and rerunning into the same --out must regenerate, not reuse scores."""
+    import shutil
+
+    from bayling.models import build_tiny_llama
+
+    model = tmp_path / "final"
+    shutil.copytree(tiny_llama2, model)
+    out = tmp_path / "run"
+    base = ["--suite", "flores", "--model", str(model), "--flores-dir", SAMPLE, "--langs", "deu",
+            "--directions", "x-en", "--limit", "2", "--beams", "1", "--max-new-tokens", "4", "--no-progress",
+            "--out", str(out)]
+    assert main(base) == 0
+    assert main(base) == 0  # same content: skipped
+    other = build_tiny_llama(str(REPO / "data/tokenizers/llama2"), tmp_path / "retrained", seed=1)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")  # "retrained" into the same path
+    assert main(base) == 0
+    log = (out / "eval.log").read_text(encoding="utf-8")
+    assert log.count("generated deu_Latn-eng_Latn") == 2 and log.count("skip deu_Latn-eng_Latn") == 1
+    tpl = json.loads((model / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tpl["chat_template"] = "{{ messages[0]['content'] }}"  # a changed chat template changes the prompts too
+    (model / "tokenizer_config.json").write_text(json.dumps(tpl), encoding="utf-8")
+    assert main(base) == 0
+    log = (out / "eval.log").read_text(encoding="utf-8")
+    assert log.count("generated deu_Latn-eng_Latn") == 3
+
+
+def test_misaligned_flores_is_refused_even_with_limit(tmp_path):
+    for stem in ("eng", "deu", "zho_simpl"):
+        lines = (Path(SAMPLE) / f"{stem}.devtest").read_text(encoding="utf-8").splitlines(keepends=True)
+        (tmp_path / f"{stem}.devtest").write_text("".join(lines[1:] if stem == "deu" else lines), encoding="utf-8")
+    with pytest.raises(DataError, match="deu.devtest has 19 lines but eng.devtest has 20"):
+        build_tasks(EvalConfig(flores_dir=str(tmp_path), langs="deu", limit=5, directions=["x-en"]))

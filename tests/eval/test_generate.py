@@ -88,3 +88,16 @@ def test_model_without_chat_template_names_the_option(tiny_llama2, tmp_path):
 
 def test_clean_output_makes_one_line():
     assert clean_output(" a\nb\r\nc \n") == "a b  c"
+
+
+def test_template_comes_from_bayling_json_when_present(tiny_llama2, tmp_path):
+    """contracts item 2: the trainer's final/bayling.json names the template; it wins over the tokenizer's own."""
+    import json
+
+    model = tmp_path / "final"
+    shutil.copytree(tiny_llama2, model)
+    assert "[INST]" not in HFGenerator(str(model)).render("Hallo")  # the fixture's own template: bayling
+    (model / "bayling.json").write_text(json.dumps({"format": 1, "template": "llama2-chat", "max_length": 64}),
+                                        encoding="utf-8")
+    assert HFGenerator(str(model)).render("Hallo").endswith("[INST] Hallo [/INST]")
+    assert "[INST]" not in HFGenerator(str(model), template="bayling").render("Hallo")  # --template still wins

@@ -153,9 +153,12 @@ def test_harness_task_offline_fails_fast_naming_the_dataset(tmp_path):
 
 def test_english_suite_offline_is_one_line_exit_2_naming_every_missing_dataset(tmp_path, capsys):
     from bayling.cli.evaluate import main
+    from tests.eval.test_hostile_cli import write_safetensors
 
-    model = tmp_path / "model"
+    model = tmp_path / "model"  # well-formed but never loaded: the data check fails first
     model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    write_safetensors(model / "model.safetensors")
     code = main(["--suite", "english", "--model", str(model), "--out", str(tmp_path / "out"), "--limit", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
@@ -220,10 +223,12 @@ def test_generative_task_dir_reports_exact_match_with_its_filter(tiny_llama2, tm
     doc = run_knowledge_suite(str(tiny_llama2), "knowledge", tmp_path / "out", task_dir=str(root), limit=3,
                               batch_size=3)
     row = doc["tasks"]["sums_en"]
-    assert row["benchmark"] == "sums" and row["language"] == "en"
+    assert row["benchmark"] == "sums_en" and row["language"] is None  # no label: never guessed from the name
     assert row["output_type"] == "generate_until" and row["n"] == 3 and row["filter"] == "none"
     assert 0.0 <= row["metrics"]["exact_match"] <= 1.0 and "exact_match_stderr" in row["metrics"]
-    assert doc["benchmarks"]["sums"]["metric"] == "exact_match"
+    assert doc["benchmarks"]["sums_en"]["metric"] == "exact_match"
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "greedy generation + answer filters" in summary and "log-likelihood" not in summary
 
 
 def _mc_yaml(name: str, data_file: str) -> str:
@@ -277,3 +282,35 @@ def test_num_fewshot_override_reaches_the_harness(tiny_llama2, tmp_path):
     assert sorted(doc["tasks"]) == ["xcopa_local_tr", "xcopa_local_vi"]
     assert {row["num_fewshot"] for row in doc["tasks"].values()} == {3}
     assert doc["settings"]["num_fewshot_override"] == 3
+
+
+def test_fewshot_is_never_drawn_from_the_scored_split(tiny_llama2, tmp_path):
+    """A task with only a test split and --num-fewshot 2 would show test answers in the prompt: refused."""
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "d.jsonl").write_text(json.dumps({"premise": "a", "choice1": "b", "choice2": "c", "label": 0}) + "\n",
+                                  encoding="utf-8")
+    (root / "only_test.yaml").write_text(_mc_yaml("only_test", "d.jsonl"), encoding="utf-8")
+    with pytest.raises(BaylingError, match="drawn from the scored split 'test'"):
+        run_knowledge_suite(str(tiny_llama2), "knowledge", tmp_path / "out", task_dir=str(root), num_fewshot=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_hash_covers_the_files_a_glob_matches(tmp_path):
+    from bayling.eval.knowledge import data_hash
+
+    (tmp_path / "a.jsonl").write_text("1\n", encoding="utf-8")
+    cfg = {"dataset_kwargs": {"data_files": {"test": str(tmp_path / "*.jsonl")}}}
+    before = data_hash(cfg)
+    (tmp_path / "a.jsonl").write_text("2\n", encoding="utf-8")  # same pattern, edited data
+    assert data_hash(cfg) != before
+    assert data_hash({"dataset_kwargs": {"data_files": {"test": str(tmp_path)}}}) is not None
+
+
+def test_out_folder_rule_is_checked_before_any_work(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(BaylingError, match="did not write"):
+        run_knowledge_suite(str(tmp_path / "no-model"), "knowledge", user, tasks=["xcopa"])
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]

@@ -55,23 +55,19 @@ def test_spbleu_used_when_the_sentencepiece_model_is_present(monkeypatch, tmp_pa
     assert "note" not in s["bleu"]
 
 
-def test_japanese_without_mecab_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(metrics, "mecab_available", lambda: False)
-    monkeypatch.setattr(metrics, "sacrebleu_dir", lambda: tmp_path)
+def test_japanese_without_spm_model_falls_back_to_char_with_a_note(monkeypatch, tmp_path):
+    monkeypatch.setattr(metrics, "sacrebleu_dir", lambda: tmp_path)  # no FLORES spm model offline
     tok, note = choose_bleu_tokenizer("jpn_Jpan", "field", "flores101")
-    assert tok == "char" and "ja-mecab not installed" in note
+    assert tok == "char" and "spBLEU (flores101) unavailable" in note
     s = score_translation(_lines("jpn")[:4], [_lines("jpn")[4:8]], "ja")
-    assert s["bleu"]["name"] == "bleu_char" and "ja-mecab" in s["bleu"]["note"]
+    assert s["bleu"]["name"] == "bleu_char" and "char tokenization" in s["bleu"]["note"]
 
 
-def test_wmt22_policy_is_zh_for_chinese_ja_mecab_for_japanese_and_13a_otherwise(monkeypatch):
+def test_wmt22_policy_is_zh_for_chinese_char_for_japanese_and_13a_otherwise():
+    """The same choice in any install: no optional package decides the tokenizer (WMT22's published en-ja used char)."""
     assert choose_bleu_tokenizer("zh", "wmt22") == ("zh", None)
     assert choose_bleu_tokenizer("deu_Latn", "wmt22") == ("13a", None)
-    monkeypatch.setattr(metrics, "mecab_available", lambda: True)
-    assert choose_bleu_tokenizer("ja", "wmt22") == ("ja-mecab", None)
-    monkeypatch.setattr(metrics, "mecab_available", lambda: False)
-    tok, note = choose_bleu_tokenizer("ja", "wmt22")
-    assert tok == "char" and "not comparable to official WMT22" in note
+    assert choose_bleu_tokenizer("ja", "wmt22") == ("char", None)
     s = score_translation(_lines("eng")[:5], [_lines("eng")[5:10]], "en", policy="wmt22")
     assert s["chrf"]["name"] == "chrf" and "nw:0" in s["chrf"]["signature"]
 
@@ -82,12 +78,3 @@ def test_line_count_mismatch_and_empty_hypothesis_are_errors():
     with pytest.raises(DataError, match="empty"):
         check_lines([], [[]])
     check_lines(["", ""], [["a", "b"]], allow_empty=True)
-
-
-def test_japanese_uses_mecab_when_installed():
-    if not metrics.mecab_available():
-        pytest.skip("sacrebleu[ja] (mecab-python3, ipadic) not installed: the fallback is tested above")
-    hyp, ref = _lines("jpn")[:6], _lines("jpn")[6:12]
-    s = score_translation(hyp, [ref], "jpn_Jpan")
-    assert s["bleu"]["name"] == "bleu_ja-mecab" and "tok:ja-mecab" in s["bleu"]["signature"]
-    assert s["bleu"]["score"] == sacrebleu.corpus_bleu(hyp, [ref], tokenize="ja-mecab").score
