@@ -178,8 +178,35 @@ def load_config(
     if path is not None:
         data = deep_merge(data, load_yaml(path))
         source = str(path)
-    data = deep_merge(data, parse_overrides(overrides or []))
-    return from_dict(cls, data, source=source)
+    try:
+        given = parse_overrides(overrides or [])
+    except ConfigError as err:
+        raise ConfigError(err.message, path=COMMAND_LINE) from None
+    data = deep_merge(data, given)
+    try:
+        return from_dict(cls, data, source=source)
+    except ConfigError as err:
+        item = _override_for(err.field, overrides or [])
+        if item is None:
+            raise
+        raise ConfigError(err.message, path=f"{COMMAND_LINE} '{item}'", field=err.field) from None
+
+
+COMMAND_LINE = "command line override"
+
+
+def _override_for(field: str | None, overrides: list[str]) -> str | None:
+    """The ``key=value`` item that set ``field`` (or a section above it), so its error names the command
+    line the user typed instead of a YAML file that never held that value. The last one wins, as in merging."""
+    if not field:
+        return None
+    name = field.split("[", 1)[0]
+    found = None
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if name == key or name.startswith(key + ".") or key.startswith(name + "."):
+            found = item
+    return found
 
 
 def to_dict(obj: Any) -> Any:

@@ -14,6 +14,8 @@ class BaylingError(Exception):
     """A problem with the user's input, reported as ``file:line: field: message``."""
 
     exit_code = 2
+    # True when every rank of a distributed run raises the same error: only rank 0 prints it.
+    all_ranks = False
 
     def __init__(
         self,

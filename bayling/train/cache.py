@@ -15,7 +15,7 @@ that looks complete)::
     meta.json            key inputs: tokenizer, template, max_length, overlong, pad/eos/bos ids, key
     COMPLETE             written last
 
-Key = sha256(format version, data files' bytes, tokenizer (backend JSON + special tokens), template
+Key = sha256(format version, data_sha256 (data files' names and bytes), tokenizer (backend JSON + special tokens), template
 name + chat_template, max_length, overlong).
 
 Public API::
@@ -71,12 +71,18 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(files: dict[str, list[Path]], tokenizer, template_name: str, max_length: int, overlong: str) -> str:
-    """Hash of everything that changes the cached tokens."""
-    h = hashlib.sha256(f"bayling-token-cache v{FORMAT_VERSION}\n".encode())
+def data_sha256(files: dict[str, list[Path]]) -> str:
+    """Hash of the training data's content (file names and bytes): what a resume must not change."""
+    h = hashlib.sha256()
     for split in SPLITS:
         for p in files[split]:
             h.update(f"{split}/{p.name}:{_sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def cache_key(data_hash: str, tokenizer, template_name: str, max_length: int, overlong: str) -> str:
+    """Hash of everything that changes the cached tokens (``data_hash`` from :func:`data_sha256`)."""
+    h = hashlib.sha256(f"bayling-token-cache v{FORMAT_VERSION}\n{data_hash}\n".encode())
     h.update(tokenizer.backend_tokenizer.to_str().encode())
     special = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token]
     h.update(json.dumps([str(s) for s in special]).encode())
@@ -195,7 +201,7 @@ def resolve_cache_path(data_dir, tokenizer_path, template_name, max_length, over
     """(cache directory for these inputs, loaded tokenizer) without building anything."""
     files = data_files(data_dir)
     tok = load_tokenizer(str(tokenizer_path), get_template(template_name))
-    key = cache_key(files, tok, template_name, max_length, overlong)
+    key = cache_key(data_sha256(files), tok, template_name, max_length, overlong)
     return _cache_dir(cache_root, key), tok
 
 
@@ -215,7 +221,8 @@ def prepare_cache(
     files = data_files(data_dir)
     tpl = get_template(template_name)
     tok = load_tokenizer(str(tokenizer_path), tpl)
-    key = cache_key(files, tok, template_name, max_length, overlong)
+    data_hash = data_sha256(files)
+    key = cache_key(data_hash, tok, template_name, max_length, overlong)
     final = _cache_dir(cache_root, key)
     if (final / "COMPLETE").is_file():
         return final
@@ -230,7 +237,7 @@ def prepare_cache(
         if stats["train"]["kept"] == 0:
             raise DataError(f"no usable training sample: dropped {stats['train']['dropped']} "
                             f"(does template '{template_name}' fit this data?)", path=data_dir)
-        meta = {"key": key, "format_version": FORMAT_VERSION, "data": str(data_dir), "tokenizer": str(tokenizer_path),
+        meta = {"key": key, "format_version": FORMAT_VERSION, "data": str(data_dir), "data_sha256": data_hash, "tokenizer": str(tokenizer_path),
                 "template": template_name, "max_length": max_length, "overlong": overlong,
                 "pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id, "bos_id": tok.bos_token_id, "vocab_size": len(tok)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -279,7 +286,9 @@ def get_or_build_cache(
     start = time.time()
     while not (final / "COMPLETE").is_file():
         if failed.is_file() and failed.stat().st_mtime >= start - 60:
-            raise BaylingError(f"rank 0 failed to build the token cache: {failed.read_text().strip()}")
+            err = BaylingError(f"rank 0 failed to build the token cache: {failed.read_text().strip()}")
+            err.all_ranks = True  # rank 0 reports its own error: one line for N workers
+            raise err
         if time.time() - start > timeout_s:
             raise BaylingError(f"timed out after {timeout_s:.0f}s waiting for rank 0 to build the token cache {final}")
         time.sleep(poll_s)

@@ -4,7 +4,8 @@ Layout (docs/training.md)::
 
     OUT/checkpoints/step-000120/   DeepSpeed files (model/optimizer/scheduler states, one set per rank)
                                    rng_rank{R}.pt    python/numpy/torch RNG of rank R
-                                   train_state.json  step, epoch, world size, batch geometry, loss so far
+                                   MANIFEST.json     size + sha256 of every file above (resume_guard.py)
+                                   train_state.json  step, world size, batch geometry, run settings
                                    COMPLETED         written LAST, after every rank finished writing
     OUT/checkpoints/latest         name of the newest COMPLETE checkpoint, replaced atomically after COMPLETED
     OUT/final/                     HF safetensors (16-bit), config, generation_config, tokenizer + chat template
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bayling.atomic import atomic_write_text
-from bayling.errors import ConfigError
+from bayling.errors import ConfigError, read_json
+from bayling.train import resume_guard as guard
 
 TAG_RE = re.compile(r"^step-(\d+)$")
 COMPLETED = "COMPLETED"
@@ -100,7 +102,9 @@ def save_checkpoint(engine, root: Path, step: int, state: dict, *, rank: int, ke
     engine.save_checkpoint(str(root), tag=tag, client_state={"bayling": state}, save_latest=False)
     torch.save(rng_state(), ckpt / f"rng_rank{rank}.pt")
     dist.barrier()
+    hashes = hash_files_collectively(ckpt, rank)
     if rank == 0:
+        guard.write_manifest(ckpt, hashes)
         atomic_write_text(ckpt / STATE_FILE, json.dumps(state, indent=2) + "\n")
         atomic_write_text(ckpt / COMPLETED, f"{tag}\n")
         if update_latest:
@@ -144,20 +148,39 @@ def find_resume(root: Path, resume: str) -> Path | None:
 
 
 def load_state(ckpt: Path) -> dict:
-    return json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_json(ckpt / STATE_FILE, "checkpoint state", ConfigError)
+    if not isinstance(state, dict):
+        raise ConfigError("checkpoint state is not a JSON object", path=ckpt / STATE_FILE, field="--resume")
+    return state
 
 
-def check_compatible(state: dict, expected: dict[str, Any], ckpt: Path) -> None:
-    """Exact resume needs the same world size and batch geometry (the data plan depends on them)."""
-    for key, want in expected.items():
-        have = state.get(key)
-        if have != want:
-            hint = ""
-            if key == "world_size":
-                hint = (f"; relaunch with {have} processes (e.g. torchrun --nproc_per_node {have}) or start "
-                        f"a new run with --resume none")
-            raise ConfigError(f"cannot resume: checkpoint has {key}={have}, this run has {want}{hint}",
-                              path=ckpt, field=key)
+def hash_files_collectively(ckpt: Path, rank: int) -> dict[str, str]:
+    """sha256 of every checkpoint file, the work split over all ranks (a 13B ZeRO checkpoint is ~200 GB);
+    the full map on rank 0, {} elsewhere."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    names: list = [guard.checkpoint_files(ckpt) if rank == 0 else None]
+    dist.broadcast_object_list(names, src=0)
+    mine = {n: guard.sha256_file(ckpt / n) for n in guard.share(names[0], rank, world)}
+    parts: list = [None] * world
+    dist.all_gather_object(parts, mine)
+    return {k: v for part in parts for k, v in part.items()} if rank == 0 else {}
+
+
+def verify_manifest(ckpt: Path, rank: int, world: int) -> None:
+    """Before unpickling anything: the file list and sizes (every rank), then the hashes, split over ranks.
+    Raises the same :class:`~bayling.train.resume_guard.ResumeRefused` on every rank."""
+    import torch.distributed as dist
+
+    files = guard.read_manifest(ckpt)
+    bad = guard.verify_hashes(ckpt, files, guard.share(sorted(files), rank, world))
+    found: list = [None] * world
+    dist.all_gather_object(found, bad)
+    first = next((b for b in found if b), None)
+    if first:
+        raise guard.ResumeRefused(f"{first} differs from the checkpoint's {guard.MANIFEST} (sha256); refusing "
+                                  "to unpickle it (--trust-checkpoint overrides)", path=ckpt, field="--resume")
 
 
 def load_checkpoint(engine, ckpt: Path, rank: int) -> dict:
@@ -184,7 +207,7 @@ def gather_state_dict(bundle) -> dict | None:
 
 
 def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: str, export_dtype: str,
-                 out: Path, rank: int) -> Path | None:
+                 out: Path, rank: int, identity: dict) -> Path | None:
     """OUT/final: 16-bit safetensors + config + generation_config (stop tokens) + tokenizer with template.
 
     Written to ``final.tmp`` and renamed, so a ``final/`` folder is always a whole export.
@@ -201,7 +224,8 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
         tmp.mkdir(parents=True)
         state = {k: v.to(device="cpu", dtype=dtype).contiguous() for k, v in state.items()}
         _write_hf_dir(state, tmp, model_dir=model_dir, tokenizer_src=tokenizer_src,
-                      template_name=template_name, dtype=dtype)
+                      template_name=template_name, dtype=dtype, max_length=identity["max_length"])
+        atomic_write_text(tmp / "bayling.json", json.dumps(identity, indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     dist.barrier()
@@ -209,7 +233,7 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
 
 
 def _write_hf_dir(state: dict, out: Path, *, model_dir: str, tokenizer_src: str, template_name: str,
-                  dtype) -> None:
+                  dtype, max_length: int) -> None:
     """Weights via huggingface_hub (sharded safetensors + index) and the files that make it usable."""
     from huggingface_hub import save_torch_state_dict
     from transformers import AutoConfig, GenerationConfig
@@ -230,4 +254,5 @@ def _write_hf_dir(state: dict, out: Path, *, model_dir: str, tokenizer_src: str,
     stops = stop_token_ids(tok, tpl)
     GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=stops, pad_token_id=tok.pad_token_id,
                      do_sample=False).save_pretrained(out)
+    tok.model_max_length = max_length  # what the model was trained on: readers truncate/warn from it
     tok.save_pretrained(out)

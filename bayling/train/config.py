@@ -16,6 +16,15 @@ from bayling.errors import ConfigError
 ZERO_CONFIGS = {"2": "zero2.json", "3": "zero3.json", "3-offload": "zero3_offload.json"}
 
 
+def _check_template(name: str) -> None:
+    """The template is checked with the config (not at tokenising time, minutes later)."""
+    from bayling.templates import TEMPLATES
+
+    if name not in TEMPLATES:
+        raise ConfigError(f"unknown template {name!r}; known: {', '.join(sorted(TEMPLATES))}",
+                          field="data.template")
+
+
 @dataclass
 class ModelSection:
     """Which model to fine-tune; ``init: tiny`` builds a random-init tiny Llama (CPU tests, the demo)."""
@@ -107,6 +116,25 @@ class TrainConfig:
             raise ConfigError(f"must be > 0, got {self.optim.lr}", field="optim.lr")
         if len(self.optim.betas) != 2:
             raise ConfigError("must be two numbers [beta1, beta2]", field="optim.betas")
+        for i, beta in enumerate(self.optim.betas):
+            if not 0.0 <= beta < 1.0:  # AdamW divides by 1 - beta**t: beta >= 1 is a division by zero
+                raise ConfigError(f"must be in [0, 1), got {beta}", field=f"optim.betas[{i}]")
+        nonnegative = {"optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip}
+        for name, value in nonnegative.items():
+            if value < 0:
+                raise ConfigError(f"must be >= 0, got {value}", field=name)
+        if self.optim.eps <= 0:
+            raise ConfigError(f"must be > 0, got {self.optim.eps}", field="optim.eps")
+        if not 0.0 <= self.optim.min_lr_ratio <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.optim.min_lr_ratio}", field="optim.min_lr_ratio")
+        if self.dist_timeout_minutes < 1:
+            raise ConfigError(f"must be >= 1, got {self.dist_timeout_minutes}", field="dist_timeout_minutes")
+        if self.model.tiny_hidden_size < 8 or self.model.tiny_hidden_size % 4:  # 4 heads of equal size
+            raise ConfigError(f"must be a multiple of 4 and >= 8, got {self.model.tiny_hidden_size}",
+                              field="model.tiny_hidden_size")
+        if self.model.tiny_layers < 1:
+            raise ConfigError(f"must be >= 1, got {self.model.tiny_layers}", field="model.tiny_layers")
+        _check_template(self.data.template)
         if self.eval_every < 0:
             raise ConfigError("must be >= 0 (0 = no evaluation)", field="eval_every")
         if self.model.init == "tiny" and not self.model.tokenizer:

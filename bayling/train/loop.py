@@ -158,7 +158,8 @@ def evaluate(engine, valid_plan: DataPlan | None, rank: int, world_size: int,
 
 @dataclass
 class LoopContext:
-    """Everything :func:`train` needs, set up by bayling.cli.train."""
+    """Everything :func:`train` needs, set up by :func:`bayling.train.recipe.setup`; the cadences (save,
+    keep, eval, log) are read from the run's config object."""
 
     bundle: Any
     plan: DataPlan
@@ -169,11 +170,7 @@ class LoopContext:
     world_size: int
     start_step: int
     total_steps: int
-    save_every: int
-    keep_last: int
-    eval_every: int
-    eval_batches: int | None
-    log_every: int
+    cfg: Any
     state_extra: dict
 
 
@@ -183,15 +180,15 @@ def _state(ctx: LoopContext, step: int) -> dict:
 
 def save(ctx: LoopContext, step: int, **kw) -> Path:
     return ckpt.save_checkpoint(ctx.bundle.engine, ctx.out / "checkpoints", step, _state(ctx, step),
-                                rank=ctx.rank, keep_last=ctx.keep_last, **kw)
+                                rank=ctx.rank, keep_last=ctx.cfg.keep_last, **kw)
 
 
 def train(ctx: LoopContext) -> str:
     """The loop. Returns DONE, STOPPED (signal; checkpoint + OUT/REQUEUE) or NONFINITE (NaN/inf loss)."""
     engine, plan = ctx.bundle.engine, ctx.plan
     engine.train()
-    if ctx.eval_every and ctx.start_step == 0:  # the baseline every later val_loss is compared against
-        val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+    if ctx.cfg.eval_every and ctx.start_step == 0:  # the baseline every later val_loss is compared against
+        val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.cfg.eval_batches)
         if val is not None:
             ctx.logger.log_eval(0, *val)
     for step in range(ctx.start_step, ctx.total_steps):
@@ -206,15 +203,15 @@ def train(ctx: LoopContext) -> str:
         record = ctx.logger.step_record(
             done, loss=loss, lr=lr, grad_norm=_grad_norm(engine), real_tokens=real,
             slot_tokens=slots, target_tokens=targets, seconds=time.time() - t0, epoch=sched.epoch)
-        ctx.logger.log(record, write=done % ctx.log_every == 0 or done == ctx.total_steps or stop)
+        ctx.logger.log(record, write=done % ctx.cfg.log_every == 0 or done == ctx.total_steps or stop)
         if not math.isfinite(loss):
             path = save(ctx, done, update_latest=False, tag=f"nonfinite-{ckpt.tag_for(done)}")
             return _nonfinite(ctx, done, loss, path)
-        if ctx.eval_every and (done % ctx.eval_every == 0 or done == ctx.total_steps):
-            val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.eval_batches)
+        if ctx.cfg.eval_every and (done % ctx.cfg.eval_every == 0 or done == ctx.total_steps):
+            val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.cfg.eval_batches)
             if val is not None:
                 ctx.logger.log_eval(done, *val)
-        if done % ctx.save_every == 0 or done == ctx.total_steps or stop:
+        if done % ctx.cfg.save_every == 0 or done == ctx.total_steps or stop:
             path = save(ctx, done)
         if stop:
             return _stopped(ctx, done, path)

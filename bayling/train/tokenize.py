@@ -155,3 +155,17 @@ def tokenize_conversation(
 ) -> TokenizedSample | str:
     """One conversation -> :class:`TokenizedSample`, or the reason (str) it must be dropped."""
     return tokenize_batch(tokenizer, template, [messages], max_length, overlong)[0]
+
+
+def tokenizer_source(cfg, model_dir: str) -> str:
+    """``model.tokenizer`` (a dir, hub id, or the shipped ``llama2``/``llama3``), else the model dir."""
+    from pathlib import Path
+
+    from bayling.tokenizer import tokenizer_dir
+
+    name = cfg.model.tokenizer
+    if not name:
+        return model_dir
+    if name in ("llama2", "llama3") and not Path(name).exists():
+        return str(tokenizer_dir(name))
+    return name

@@ -13,12 +13,12 @@ import sys
 import torch
 import torch.distributed as dist
 
-from bayling.cli.train import init_distributed
 from bayling.config import load_config
 from bayling.train.cache import open_cache
 from bayling.train.config import TrainConfig
 from bayling.train.engine import build_engine, prepare_deepspeed_for_cpu
 from bayling.train.loop import DataPlan, reduce_step, run_step
+from bayling.train.recipe import init_distributed
 
 SEQS_PER_STEP = 4
 

@@ -15,6 +15,7 @@ import train_harness as th
 
 from bayling.errors import ConfigError
 from bayling.train import checkpoint as ckpt
+from bayling.train import resume_guard as guard
 
 
 def _children(pid: int) -> list[int]:
@@ -87,7 +88,7 @@ def test_resume_with_another_world_size_is_a_clear_error(tmp_path_factory, tiny_
     base = tmp_path_factory.getbasetemp()
     ref = th.zero2_reference(base, tiny_llama2)
     out = tmp_path_factory.mktemp("ws") / "run"
-    shutil.copytree(ref / "checkpoints", out / "checkpoints")
+    shutil.copytree(ref, out, ignore=shutil.ignore_patterns(".bayling-run.lock"))
     proc = th.run(1, th.train_args(out, tiny_llama2, base / "train_runs" / "token_cache", th.ZERO2_EXTRA))
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
@@ -126,6 +127,6 @@ def test_prune_keeps_last_k_and_drops_old_partials(tmp_path):
     assert sorted(d.name for d in root.iterdir()) == ["step-000003", "step-000004", "step-000025"]
 
 
-def test_check_compatible_names_the_field(tmp_path):
+def test_check_geometry_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match="micro_batch"):
-        ckpt.check_compatible({"micro_batch": 2}, {"micro_batch": 4}, tmp_path)
+        guard.check_geometry({"micro_batch": 2}, {"micro_batch": 4}, tmp_path)
