@@ -196,15 +196,6 @@ def test_processes_are_checked_against_the_allocation_before_any_step(slurm_clus
 
 def test_bad_override_fails_the_job_early_with_one_line(slurm_cluster, tmp_path):
     """A typo in a key=value override fails on the batch node before any srun step, naming the key."""
-    log = tmp_path / "bad.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(CONFIG=str(CONFIG), NPROC="2")
-    job = sbatch(["--job-name=bayling-test-bad", "--nodes=1", "--gpus-per-node=0", "--cpus-per-task=1",
-                  "--time=5", f"--output={log}", str(SCRIPT), f"out={tmp_path / 'run'}", "optim.lrr=1"],
-                 env=env, cwd=REPO)
-    state = wait_for_job(job, 60)
-    text = _log(log)
-    assert state == "FAILED", text
-    assert job_field(job, "ExitCode") == "2:0"
-    assert "field 'optim.lrr'" in text and "did you mean" in text, text
-    assert "Traceback" not in text and "launch: node" not in text
+    _, text = _submit_bad(tmp_path, "bad", "2", 2, "optim.lrr=1")
+    line = _one_error_line(text)
+    assert line.startswith("bayling-train: error:") and "optim.lrr" in line and "did you mean" in line, line
