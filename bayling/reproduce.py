@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -306,7 +307,7 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
         raise ConfigError("recipe not found", path=args.recipe)
     if args.train_config and not args.train_config.is_file():
         raise ConfigError("training config not found", path=args.train_config)
-    if not args.dry_run and subprocess.run(["which", "sbatch"], capture_output=True).returncode != 0:
+    if not args.dry_run and shutil.which("sbatch") is None:
         raise ConfigError("sbatch not found: run this on a Slurm login node (or pass --dry-run)", field="sbatch")
     args.out = args.out.resolve()
     args.recipe, args.train_config = args.recipe.resolve(), args.train_config and args.train_config.resolve()

@@ -22,6 +22,8 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,21 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     init = out / "model_init"
     if not (init / "config.json").is_file():
         demo.build_untrained_model(data["with"], init, args)
+    # Both arms train at the same time (same steps, same settings): on a shared machine this keeps the load
+    # they see alike; the wall time of each is recorded.
+    procs = {}
+    for arm in ARMS:
+        run_dir = out / f"train_{arm}"
+        if not (run_dir / "final" / "config.json").is_file():
+            cmd = [demo.tool("bayling-train"), "--nproc-per-node", "2", "--config", "data/recipes/train/tiny_cpu.yaml",
+                   *train_overrides(args, init, data[arm], run_dir)]
+            print("$ " + shlex.join(cmd) + f"  > {out / f'train_{arm}.log'}", flush=True)
+            procs[arm] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=(out / f"train_{arm}.log").open("w"),
+                                           stderr=subprocess.STDOUT), time.time())
+    for arm, (proc, started) in procs.items():
+        if proc.wait() != 0:
+            sys.exit(f"ablation: training the '{arm}' arm failed (exit {proc.returncode}); see {out / f'train_{arm}.log'}")
+        timing[f"train_{arm}_s"] = time.time() - started
     common = ["--suite", "flores", "--flores-dir", str(heldout), "--langs", args.langs, "--directions", "x-en,en-x",
               "--beams", "1", "--batch-size", "32", "--max-new-tokens", str(args.max_new_tokens),
               "--repetition-penalty", str(args.repetition_penalty), "--no-progress"]
-    if not (out / "eval_untrained" / "results.json").is_file():
-        demo.run([demo.tool("bayling-eval"), *common, "--model", str(init), "--out", str(out / "eval_untrained")], env)
-    for arm in ARMS:
-        run_dir = out / f"train_{arm}"
-        t = time.time()
-        if not (run_dir / "final" / "config.json").is_file():
-            demo.run([demo.tool("bayling-train"), "--nproc-per-node", "2", "--config", "data/recipes/train/tiny_cpu.yaml",
-                      *train_overrides(args, init, data[arm], run_dir)], env)
-        timing[f"train_{arm}_s"] = time.time() - t
-        if not (out / f"eval_{arm}" / "results.json").is_file():
-            demo.run([demo.tool("bayling-eval"), *common, "--model", str(run_dir / "final"),
-                      "--out", str(out / f"eval_{arm}")], env)
+    for name, model in (("untrained", init), *((arm, out / f"train_{arm}" / "final") for arm in ARMS)):
+        if not (out / f"eval_{name}" / "results.json").is_file():
+            t = time.time()
+            demo.run([demo.tool("bayling-eval"), *common, "--model", str(model), "--out", str(out / f"eval_{name}")], env)
+            timing[f"eval_{name}_s"] = time.time() - t
     timing["total_s"] = time.time() - t0
     return report(demo, out, args, data, timing, load)
 
