@@ -251,8 +251,11 @@ def write_report(out: Path) -> Path:
             rows.append(f"| {model} | {suite} | " + " | ".join(cells) + " |")
             runs = [str(suite_dir / lb) for lb in cols if (suite_dir / lb / "results.json").is_file()]
             if suite in TRANSLATION_SUITES and len(runs) > 1:
-                subprocess.run([sys.executable, "-m", "bayling.cli.evaluate", "compare", *runs, "--metric", "chrf",
-                                "--out", str(out / "compare" / f"{suite}-{model}")], check=True, capture_output=True)
+                res = subprocess.run([sys.executable, "-m", "bayling.cli.evaluate", "compare", *runs, "--metric",
+                                      "chrf", "--out", str(out / "compare" / f"{suite}-{model}")],
+                                     capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise ConfigError(f"bayling-eval compare failed: {res.stderr.strip()[-300:]}", path=suite_dir)
     head = " | ".join(["base", "ours", *[f"ablation: {a}" for a in ABLATIONS]])
     text = "\n".join([
         "# BayLing 2 reproduction report", "",

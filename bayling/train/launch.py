@@ -46,7 +46,8 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # the trainer checkpoints and e
 # later, whatever the checkpoint needs; with SIGTERM ignored it waits for the workers like on SIGUSR1.
 TORCHRUN_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
 
-_BRACKET = re.compile(r"\[([^\]]*)\]")
+_BRACKET = re.compile(r"(\[[^\]]*\])")
+_HOSTLIST_ITEM = re.compile(r"(?:[^,\[\]]|\[[^\[\]]*\])+")  # one comma-separated item, brackets balanced
 
 
 @dataclass(frozen=True)
@@ -62,27 +63,6 @@ class NodeLaunch:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
-
-
-def split_top_level(spec: str) -> list[str]:
-    """Split a Slurm hostlist on commas that are not inside brackets: 'a[1,3],b' -> ['a[1,3]', 'b']."""
-    parts, depth, cur = [], 0, []
-    for ch in spec:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise ConfigError(f"unbalanced ']' in host list {spec!r}", field="SLURM_JOB_NODELIST")
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth != 0:
-        raise ConfigError(f"unbalanced '[' in host list {spec!r}", field="SLURM_JOB_NODELIST")
-    parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
 
 
 def _expand_range(body: str, spec: str) -> list[str]:
@@ -106,20 +86,18 @@ def expand_hostlist(spec: str) -> list[str]:
     """Slurm hostlist expansion in pure Python (what ``scontrol show hostnames`` prints).
 
     Handles 'gpu[01-04]', 'a[1,3-4],b7', several bracket groups ('r[1-2]n[1-2]' -> r1n1 r1n2 r2n1 r2n2).
-    Used when scontrol is absent (a dry run on a laptop) so the preview needs no Slurm install.
+    Used only where scontrol is absent (a dry run on a laptop), so a preview needs no Slurm install.
     """
+    items = _HOSTLIST_ITEM.findall(spec)
+    if not items or ",".join(items) != spec.strip():  # an unbalanced bracket leaves characters unmatched
+        raise ConfigError(f"malformed host list {spec!r}", field="SLURM_JOB_NODELIST")
     hosts: list[str] = []
-    for item in split_top_level(spec):
+    for item in items:
         expanded = [""]
-        pos = 0
-        for m in _BRACKET.finditer(item):
-            prefix = item[pos:m.start()]
-            expanded = [e + prefix + r for e in expanded for r in _expand_range(m.group(1), spec)]
-            pos = m.end()
-        expanded = [e + item[pos:] for e in expanded]
+        for part in _BRACKET.split(item):  # literal, range body, literal, ...
+            choices = _expand_range(part[1:-1], spec) if part.startswith("[") else [part]
+            expanded = [e + c for e in expanded for c in choices]
         hosts.extend(expanded)
-    if not hosts:
-        raise ConfigError(f"empty host list {spec!r}", field="SLURM_JOB_NODELIST")
     return hosts
 
 

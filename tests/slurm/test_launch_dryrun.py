@@ -254,6 +254,7 @@ sys.exit(1)
 '''
 
 
+@pytest.mark.slow  # starts torchrun
 @pytest.mark.parametrize("sig, whom", [
     (signal.SIGUSR1, "runner"),   # only the runner signalled: it forwards to the workers
     (signal.SIGUSR1, "all"),      # Slurm's --signal=USR1@N / scancel --signal=USR1: every process of the step

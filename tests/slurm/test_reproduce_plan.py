@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -11,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from bayling.reproduce import MODELS, steps_of, write_report
+from bayling.reproduce import MODELS, main, steps_of, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _dry(out: Path, *extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    res = subprocess.run([sys.executable, "-m", "bayling.reproduce", "--out", str(out), "--dry-run", *extra],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    """The plan as `bayling-reproduce --dry-run` prints it (in-process: the CLI path without a subprocess)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["--out", str(out), "--dry-run", *extra]) == 0
     rows = {}
-    for line in res.stdout.splitlines():
+    for line in buf.getvalue().splitlines():
         name, _, rest = line.partition(" ")
         rows[name] = rest.strip()
     return rows
@@ -98,6 +100,7 @@ def test_bad_arguments_are_one_line(tmp_path, argv, message):
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("bayling-reproduce: error:") and message in res.stderr
 
 
+@pytest.mark.slow  # the report runs `bayling-eval compare` (~10-20 s here)
 def test_steps_of_a_finished_run_and_report_table(tmp_path):
     run = tmp_path / "train" / "7b"
     (run / "final").mkdir(parents=True)
