@@ -102,11 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--suite", "flores", "--flores-dir", str(heldout), "--langs", args.langs, "--directions", "x-en,en-x",
               "--beams", "1", "--batch-size", "32", "--max-new-tokens", str(args.max_new_tokens),
               "--repetition-penalty", str(args.repetition_penalty), "--no-progress"]
+    evals = {}  # the three evaluations run at the same time too
     for name, model in (("untrained", init), *((arm, out / f"train_{arm}" / "final") for arm in ARMS)):
         if not (out / f"eval_{name}" / "results.json").is_file():
-            t = time.time()
-            demo.run([demo.tool("bayling-eval"), *common, "--model", str(model), "--out", str(out / f"eval_{name}")], env)
-            timing[f"eval_{name}_s"] = time.time() - t
+            cmd = [demo.tool("bayling-eval"), *common, "--model", str(model), "--out", str(out / f"eval_{name}")]
+            print("$ " + shlex.join(cmd), flush=True)
+            evals[name] = (subprocess.Popen(cmd, cwd=REPO, env=env), time.time())
+    for name, (proc, started) in evals.items():
+        if proc.wait() != 0:
+            sys.exit(f"ablation: evaluating '{name}' failed (exit {proc.returncode})")
+        timing[f"eval_{name}_s"] = time.time() - started
     timing["total_s"] = time.time() - t0
     return report(demo, out, args, data, timing, load)
 
