@@ -130,7 +130,8 @@ SchedulerParameters=sched_interval=2
 ReturnToService=2
 JobRequeue=1
 KillWait=30
-MinJobAge=600
+# Finished jobs stay visible to scontrol show job for an hour (the tests check start/end order).
+MinJobAge=3600
 MpiDefault=none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none

@@ -8,13 +8,16 @@
 #
 # Environment overrides (all optional):
 #   CONFIG          training config (default: the script's model config)
-#   GPUS_PER_NODE   processes per node (default 8); NPROC overrides it too (the CPU test uses NPROC=2)
+#   NPROC           processes per node (default: the allocation's GPUs per node, SLURM_GPUS_ON_NODE /
+#                   SLURM_GPUS_PER_NODE / CUDA_VISIBLE_DEVICES). Required on a CPU-only allocation
+#                   (sbatch --gpus-per-node=0 --cpus-per-task=N, e.g. a test cluster). GPUS_PER_NODE: old name.
 #   MASTER_PORT     rendezvous port (default 29500)
 #   PYTHON          interpreter (default: .venv/bin/python of the repo, else python3)
 #   DRY_RUN=1       same as --dry-run: print the per-node launch commands, run nothing
 # Arguments: --dry-run, and key=value overrides passed through to bayling-train.
 
 BAYLING_EXIT_REQUEUE=75  # bayling.train.launch.EXIT_REQUEUE: torchrun exited cleanly after a signal
+BAYLING_EXIT_STOPPED=75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; resubmit to resume
 
 bayling_die() {
   echo "$(basename "${0}"): error: $*" >&2
@@ -37,17 +40,14 @@ bayling_setup_env() {
   export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 }
 
-# bayling_master_addr: first host of the allocation, as `scontrol show hostnames` expands it.
-bayling_master_addr() {
-  local hosts=()
-  if [[ -n "${MASTER_ADDR:-}" ]]; then
-    echo "$MASTER_ADDR"
-  elif [[ -n "${SLURM_JOB_NODELIST:-}" && -f "${SLURM_CONF:-/etc/slurm/slurm.conf}" ]] \
-    && command -v scontrol >/dev/null 2>&1 \
-    && mapfile -t hosts < <(timeout 20 scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null) \
-    && ((${#hosts[@]})); then
-    echo "${hosts[0]}"
-  fi  # else (no Slurm config here, e.g. a dry run on a laptop): empty, launch.py expands the list itself
+# bayling_header_gpus SCRIPT: the --gpus-per-node of the script's #SBATCH header (what a dry run previews).
+bayling_header_gpus() {
+  sed -n 's/^#SBATCH --gpus-per-node=\([0-9]*\).*/\1/p' "$1" | head -n1
+}
+
+# bayling_kill_wait: the cluster's KillWait (seconds between SIGTERM and SIGKILL on a plain scancel).
+bayling_kill_wait() {
+  timeout 20 scontrol show config 2>/dev/null | sed -n 's/^KillWait *= *\([0-9]*\).*/\1/p' | head -n1
 }
 
 # bayling_train ROOT DEFAULT_CONFIG [--dry-run] [key=value ...]
@@ -59,38 +59,50 @@ bayling_train() {
     if [[ "$arg" == "--dry-run" ]]; then dry_run=1; else args+=("$arg"); fi
   done
   local config="${CONFIG:-$default_config}"
-  local nproc="${NPROC:-${GPUS_PER_NODE:-8}}"
+  local nproc="${NPROC:-${GPUS_PER_NODE:-}}"
   bayling_setup_env "$root"
-  MASTER_ADDR="$(bayling_master_addr)"
-  export MASTER_ADDR
-  [[ -n "$MASTER_ADDR" ]] || unset MASTER_ADDR
-  local launch=("$PYTHON" -m bayling.train.launch --nproc-per-node "$nproc" --config "$config")
+  local launch=("$PYTHON" -m bayling.train.launch --config "$config")
+  local nproc_arg=()
+  [[ -z "$nproc" ]] || nproc_arg=(--nproc-per-node "$nproc")
 
   if [[ "$dry_run" == "1" ]]; then
-    if [[ -z "${SLURM_JOB_NODELIST:-}" ]]; then
-      echo "# not inside an allocation: previewing a one-node job on $(hostname -s)" \
-        "(set SLURM_JOB_NODELIST/SLURM_NNODES/SLURM_JOB_ID to preview another)"
-      export SLURM_JOB_NODELIST="${SLURM_JOB_NODELIST:-$(hostname -s)}" SLURM_NNODES=1 SLURM_JOB_ID=dry-run
-    fi
-    "${launch[@]}" --dry-run -- "${args[@]}"
+    # Anywhere: outside an allocation launch.py previews a one-node job on this host (or the SLURM_* you set).
+    local header
+    header="$(bayling_header_gpus "${BASH_SOURCE[1]:-$0}")"
+    "${launch[@]}" --dry-run "${nproc_arg[@]}" ${header:+--header-gpus "$header"} -- "${args[@]}"
     return
   fi
 
   [[ -n "${SLURM_JOB_ID:-}" ]] || bayling_die "not inside a Slurm job: submit with sbatch (or pass --dry-run)"
   [[ -f "$config" ]] || bayling_die "config not found: $config (submit from the repository root or set CONFIG)"
-  # The run folder, as bayling-train resolves it: OUT/REQUEUE there is how the trainer says "stopped on a
-  # signal after saving a checkpoint". A stale marker from an earlier attempt is removed first.
-  local out
-  out="$("${launch[@]}" --print-out-dir -- "${args[@]}")" || exit 2
-  rm -f "$out/REQUEUE"
+  # Preflight, once, on the batch node: processes per node vs the allocation, then `bayling-train --check`
+  # (config, data, model, tokenizer, world size vs batch). A failure is one line and exit 2, before any
+  # process starts on any node. On success it prints nproc=N and out=DIR (the run folder, where the trainer
+  # writes OUT/REQUEUE when it stops on a signal after saving a checkpoint).
+  local pre out
+  pre="$("${launch[@]}" --preflight "${nproc_arg[@]}" -- "${args[@]}")" || exit 2
+  nproc="$(sed -n 's/^nproc=//p' <<<"$pre")"
+  out="$(sed -n 's/^out=//p' <<<"$pre")"
+  rm -f "$out/REQUEUE"  # a stale marker from an earlier attempt
+  local kill_wait
+  kill_wait="$(bayling_kill_wait)"
   echo "== $(date -u '+%F %T') job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST}:" \
-    "${SLURM_NNODES} node(s) x ${nproc} process(es), config ${config}, rendezvous ${MASTER_ADDR:-first host}:${MASTER_PORT:-29500}"
+    "${SLURM_NNODES} node(s) x ${nproc} process(es), config ${config}; a plain scancel leaves" \
+    "KillWait=${kill_wait:-?} s to checkpoint (scancel --signal=USR1 or --signal=TERM has no such limit)"
 
   local rc=0
   srun --kill-on-bad-exit=1 --nodes="$SLURM_NNODES" --ntasks="$SLURM_NNODES" --ntasks-per-node=1 \
-    "${launch[@]}" --run -- "${args[@]}" || rc=$?
+    "${launch[@]}" --run --nproc-per-node "$nproc" -- "${args[@]}" || rc=$?
 
   if [[ -f "$out/REQUEUE" ]]; then
+    local sig
+    sig="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("signal", ""))' "$out/REQUEUE" \
+      2>/dev/null || true)"
+    if [[ "$sig" == "SIGTERM" ]]; then
+      echo "== $(date -u '+%F %T') trainer checkpointed on SIGTERM ($(cat "$out/REQUEUE")): stopped, not requeued;" \
+        "resubmit the same command to resume (exit ${BAYLING_EXIT_STOPPED})"
+      exit "$BAYLING_EXIT_STOPPED"
+    fi
     echo "== $(date -u '+%F %T') trainer checkpointed on a signal ($(cat "$out/REQUEUE")): scontrol requeue" \
       "${SLURM_JOB_ID} (the requeued job resumes with --resume auto)"
     scontrol requeue "$SLURM_JOB_ID" || bayling_die "scontrol requeue ${SLURM_JOB_ID} failed; resubmit the job to resume"

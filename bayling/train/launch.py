@@ -6,14 +6,18 @@ workers. Building those lines here, in plain Python from the SLURM_* variables, 
 them for any allocation (a fake 4-node one in the tests) and lets the real run execute exactly what the
 dry run shows.
 
-Why a runner between srun and torchrun. Slurm's ``--signal=USR1@180`` and ``scancel --signal=USR1`` signal
-EVERY process of the job step. torchrun does not handle SIGUSR1, so it would die on the default action and
-take its workers with it mid-checkpoint. :func:`run_node` starts torchrun with SIGUSR1 ignored (the trainer
-installs its own handler), forwards the signal to the workers (in case only this process was signalled),
-waits for the trainer to checkpoint and exit, then exits with :data:`EXIT_REQUEUE` so the batch script
-knows to ``scontrol requeue`` the job.
+Why a preflight. A job that waited in the queue must fail once, with one line, before any process starts
+on any node: :func:`preflight` checks processes per node against the allocation's GPUs (or CPUs) and runs
+the trainer's one-process checks (``bayling-train --check``) on the batch node.
 
-    python -m bayling.train.launch --dry-run --nproc-per-node 8 --config C.yaml -- key=value ...
+Why a runner between srun and torchrun. Slurm's ``--signal=USR1@180``, ``scancel --signal=USR1`` and a plain
+``scancel`` (SIGTERM) signal EVERY process of the job step. torchrun would die on SIGUSR1 (default action)
+and, on SIGTERM, give its workers 30 s before SIGKILL. :func:`run_node` starts torchrun with both ignored, so
+only the trainer reacts (finish the step, save, exit), then exits with :data:`EXIT_REQUEUE` so the batch
+script knows the run stopped on a signal.
+
+    python -m bayling.train.launch --dry-run [--nproc-per-node 8] --config C.yaml -- key=value ...
+    python -m bayling.train.launch --preflight [--nproc-per-node 8] --config C.yaml -- key=value ...
     python -m bayling.train.launch --run --nproc-per-node 8 --config C.yaml -- key=value ...
 """
 
@@ -25,6 +29,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,8 +41,13 @@ from bayling.errors import ConfigError
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: the trainer checkpointed on a signal; the job must be requeued
 DEFAULT_PORT = 29500
 TRAIN_MODULE = "bayling.cli.train"
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # the trainer checkpoints and exits on either
+# torchrun's default set minus SIGTERM: on SIGTERM torchrun would SIGTERM its workers and SIGKILL them 30 s
+# later, whatever the checkpoint needs; with SIGTERM ignored it waits for the workers like on SIGUSR1.
+TORCHRUN_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
 
-_BRACKET = re.compile(r"\[([^\]]*)\]")
+_BRACKET = re.compile(r"(\[[^\]]*\])")
+_HOSTLIST_ITEM = re.compile(r"(?:[^,\[\]]|\[[^\[\]]*\])+")  # one comma-separated item, brackets balanced
 
 
 @dataclass(frozen=True)
@@ -53,27 +63,6 @@ class NodeLaunch:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
-
-
-def split_top_level(spec: str) -> list[str]:
-    """Split a Slurm hostlist on commas that are not inside brackets: 'a[1,3],b' -> ['a[1,3]', 'b']."""
-    parts, depth, cur = [], 0, []
-    for ch in spec:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise ConfigError(f"unbalanced ']' in host list {spec!r}", field="SLURM_JOB_NODELIST")
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth != 0:
-        raise ConfigError(f"unbalanced '[' in host list {spec!r}", field="SLURM_JOB_NODELIST")
-    parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
 
 
 def _expand_range(body: str, spec: str) -> list[str]:
@@ -97,20 +86,18 @@ def expand_hostlist(spec: str) -> list[str]:
     """Slurm hostlist expansion in pure Python (what ``scontrol show hostnames`` prints).
 
     Handles 'gpu[01-04]', 'a[1,3-4],b7', several bracket groups ('r[1-2]n[1-2]' -> r1n1 r1n2 r2n1 r2n2).
-    Used when scontrol is absent (a dry run on a laptop) so the preview needs no Slurm install.
+    Used only where scontrol is absent (a dry run on a laptop), so a preview needs no Slurm install.
     """
+    items = _HOSTLIST_ITEM.findall(spec)
+    if not items or ",".join(items) != spec.strip():  # an unbalanced bracket leaves characters unmatched
+        raise ConfigError(f"malformed host list {spec!r}", field="SLURM_JOB_NODELIST")
     hosts: list[str] = []
-    for item in split_top_level(spec):
+    for item in items:
         expanded = [""]
-        pos = 0
-        for m in _BRACKET.finditer(item):
-            prefix = item[pos:m.start()]
-            expanded = [e + prefix + r for e in expanded for r in _expand_range(m.group(1), spec)]
-            pos = m.end()
-        expanded = [e + item[pos:] for e in expanded]
+        for part in _BRACKET.split(item):  # literal, range body, literal, ...
+            choices = _expand_range(part[1:-1], spec) if part.startswith("[") else [part]
+            expanded = [e + c for e in expanded for c in choices]
         hosts.extend(expanded)
-    if not hosts:
-        raise ConfigError(f"empty host list {spec!r}", field="SLURM_JOB_NODELIST")
     return hosts
 
 
@@ -118,18 +105,111 @@ def _require(env: Mapping[str, str], *names: str) -> str:
     for name in names:
         if env.get(name):
             return env[name]
-    raise ConfigError("not set: run inside a Slurm allocation (sbatch/salloc) or set it to preview a launch",
+    raise ConfigError("not set: run inside a Slurm allocation (sbatch/salloc) or pass --dry-run to preview a launch",
                       field=names[0])
 
 
+def slurm_present(env: Mapping[str, str] = os.environ) -> bool:
+    """True when ``scontrol`` can answer here (binary on PATH and a config file): then Slurm expands host lists.
+
+    Without a config, scontrol retries for a minute before failing, so a laptop dry run never calls it.
+    """
+    return shutil.which("scontrol") is not None and Path(env.get("SLURM_CONF", "/etc/slurm/slurm.conf")).is_file()
+
+
+def scontrol_hostnames(spec: str) -> list[str]:
+    """``scontrol show hostnames SPEC``: Slurm's own expansion, one host per line."""
+    try:
+        res = subprocess.run(["scontrol", "show", "hostnames", spec], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as err:
+        raise ConfigError(f"`scontrol show hostnames {spec}` did not answer in 30 s", field="SLURM_JOB_NODELIST") from err
+    hosts = res.stdout.split()
+    if res.returncode != 0 or not hosts:
+        reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "no hosts"
+        raise ConfigError(f"`scontrol show hostnames {spec}` failed: {reason}", field="SLURM_JOB_NODELIST")
+    return hosts
+
+
 def allocation_hosts(env: Mapping[str, str]) -> list[str]:
-    """Host names of the allocation, checked against SLURM_NNODES when that is set."""
-    hosts = expand_hostlist(_require(env, "SLURM_JOB_NODELIST", "SLURM_NODELIST"))
+    """Host names of the allocation, checked against SLURM_NNODES when that is set.
+
+    Slurm expands the list where it is installed (``scontrol show hostnames``); the pure-Python
+    :func:`expand_hostlist` is the fallback for a dry run on a machine without Slurm (a laptop previewing a
+    4-node launch), tested against scontrol wherever both exist.
+    """
+    spec = _require(env, "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    hosts = scontrol_hostnames(spec) if slurm_present(env) else expand_hostlist(spec)
     nnodes = env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES")
     if nnodes and int(nnodes) != len(hosts):
         raise ConfigError(f"is {nnodes} but the node list names {len(hosts)} hosts ({','.join(hosts)})",
                           field="SLURM_NNODES")
     return hosts
+
+
+def preview_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a dry run previews: the given SLURM_* variables, else a one-node job on this host.
+
+    A dry run needs no allocation: a missing node list means this host, a missing job id the placeholder
+    ``dry-run``, a missing node count the length of the list.
+    """
+    out = dict(env)
+    if not (out.get("SLURM_JOB_NODELIST") or out.get("SLURM_NODELIST")):
+        out["SLURM_JOB_NODELIST"] = socket.gethostname().split(".")[0]
+        out.pop("SLURM_NNODES", None)
+    if not (out.get("SLURM_JOB_ID") or out.get("SLURM_JOBID")):
+        out["SLURM_JOB_ID"] = "dry-run"
+    return out
+
+
+def _count(value: str, field: str) -> int:
+    """'8', 'a100:8' or 'gpu:a100:8' (Slurm's [type:]count) -> 8."""
+    count = value.strip().split("(")[0].rsplit(":", 1)[-1]
+    if not count.isdigit():
+        raise ConfigError(f"cannot read a GPU count from {value!r}", field=field)
+    return int(count)
+
+
+def allocation_gpus(env: Mapping[str, str]) -> tuple[int, str] | None:
+    """GPUs this node of the allocation has, and the variable that said so; None when nothing says.
+
+    SLURM_GPUS_ON_NODE (set by slurmd for a GPU allocation) first, then SLURM_GPUS_PER_NODE (the request),
+    then CUDA_VISIBLE_DEVICES (what the processes will see). A CPU-only allocation sets none of them.
+    """
+    for name in ("SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_NODE"):
+        if env.get(name):
+            return _count(env[name], name), name
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() not in ("", "-1", "NoDevFiles"):
+        return len([d for d in visible.split(",") if d.strip()]), "CUDA_VISIBLE_DEVICES"
+    return None
+
+
+def processes_per_node(env: Mapping[str, str], requested: int | None, header_gpus: int | None = None) -> int:
+    """torchrun processes per node: NPROC when set (checked against the allocation), else one per GPU.
+
+    A GPU allocation defaults to its GPUs and refuses more processes than GPUs. A CPU-only allocation
+    (``--gpus-per-node=0``: a test cluster) has no GPU count, so NPROC must say how many processes to start;
+    it is checked against SLURM_CPUS_ON_NODE. ``header_gpus`` (the script's ``#SBATCH --gpus-per-node``, given
+    by a dry run only) stands in for the allocation a preview does not have.
+    """
+    gpus = allocation_gpus(env)
+    if gpus is None and header_gpus is not None:
+        gpus = (header_gpus, "#SBATCH --gpus-per-node")
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError(f"must be >= 1, got {requested}", field="NPROC")
+        if gpus and gpus[0] and requested > gpus[0]:
+            raise ConfigError(f"asks for {requested} processes per node but the allocation has {gpus[0]} GPU(s) "
+                              f"per node ({gpus[1]}); lower NPROC or raise --gpus-per-node", field="NPROC")
+        cpus = env.get("SLURM_CPUS_ON_NODE", "")
+        if not (gpus and gpus[0]) and cpus.isdigit() and requested > int(cpus):
+            raise ConfigError(f"asks for {requested} CPU processes per node but the allocation has {cpus} CPU(s) "
+                              f"per node (SLURM_CPUS_ON_NODE); raise --cpus-per-task or lower NPROC", field="NPROC")
+        return requested
+    if gpus and gpus[0]:
+        return gpus[0]
+    raise ConfigError("is not set and the allocation has no GPUs: for a CPU-only job set NPROC=N processes per "
+                      "node and submit with --gpus-per-node=0 --cpus-per-task=N (docs/slurm.md)", field="NPROC")
 
 
 def node_launches(env: Mapping[str, str], nproc_per_node: int, config: str, extra_args: Sequence[str] = (),
@@ -157,6 +237,7 @@ def node_launches(env: Mapping[str, str], nproc_per_node: int, config: str, extr
             "--rdzv_endpoint", f"{master}:{port}",
             "--rdzv_id", job_id,
             "--local_addr", host,
+            "--signals-to-handle", TORCHRUN_SIGNALS,
             "-m", module,
             "--config", config,
             "--resume", "auto",
@@ -164,12 +245,6 @@ def node_launches(env: Mapping[str, str], nproc_per_node: int, config: str, extr
         ]
         launches.append(NodeLaunch(rank, host, f"{master}:{port}", job_id, argv))
     return launches
-
-
-def node_commands(env: Mapping[str, str], nproc_per_node: int, config: str,
-                  extra_args: Sequence[str] = (), **kw) -> list[str]:
-    """The shell-quoted command line of every node, in node-rank order (what ``--dry-run`` prints)."""
-    return [launch.command for launch in node_launches(env, nproc_per_node, config, extra_args, **kw)]
 
 
 def this_node(launches: Sequence[NodeLaunch], env: Mapping[str, str]) -> NodeLaunch:
@@ -189,9 +264,8 @@ def this_node(launches: Sequence[NodeLaunch], env: Mapping[str, str]) -> NodeLau
 def train_out_dir(config: str, overrides: Sequence[str]) -> str:
     """The run's output folder (``out``) as bayling-train resolves it: where OUT/REQUEUE will appear.
 
-    The batch script reads it before starting the job step (a bad config fails there, on one node, with
-    one line) and checks OUT/REQUEUE afterwards, because srun's exit code alone can be masked on a
-    multi-node job (``--kill-on-bad-exit`` may kill a node's runner before it reports).
+    The batch script checks OUT/REQUEUE after the job step, because srun's exit code alone can be masked on
+    a multi-node job (``--kill-on-bad-exit`` may kill a node's runner before it reports).
     """
     from bayling.config import load_config
     from bayling.train.config import TrainConfig
@@ -199,7 +273,27 @@ def train_out_dir(config: str, overrides: Sequence[str]) -> str:
     return str(load_config(TrainConfig, config, list(overrides)).out)
 
 
-def _descendants(root: int) -> list[int]:
+def preflight(env: Mapping[str, str], requested: int | None, config: str, extra: Sequence[str],
+              module: str = TRAIN_MODULE) -> tuple[int, int, str]:
+    """Everything that can fail before the job step starts, once, on the batch node: (nproc, code, out).
+
+    Processes per node against the allocation (:func:`processes_per_node`), the host list, then the
+    trainer's own one-process checks (``bayling-train --check --world-size NODES*NPROC``: config, data,
+    model, tokenizer, batch divisibility). A failure is ONE line and exit 2 here, instead of the same error
+    from every worker on every node followed by torchrun's failure report.
+    """
+    nproc = processes_per_node(env, requested)
+    hosts = allocation_hosts(env)
+    world = nproc * len(hosts)
+    cmd = [sys.executable, "-m", module, "--check", "--world-size", str(world), "--config", config, *extra]
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    sys.stderr.write(res.stdout)  # the trainer's "checks passed (...)" line goes to the job log
+    if res.returncode != 0:
+        return nproc, res.returncode, ""
+    return nproc, 0, train_out_dir(config, extra)
+
+
+def descendant_pids(root: int) -> list[int]:
     """Pids of every process below ``root`` (Linux /proc), so a signal can reach torchrun's workers."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -222,29 +316,33 @@ def _descendants(root: int) -> list[int]:
 def run_node(launch: NodeLaunch) -> int:
     """Run this node's torchrun; return its exit code, or EXIT_REQUEUE when it exited cleanly after a signal.
 
-    SIGUSR1 is ignored in torchrun (inherited SIG_IGN across exec) but the trainer re-installs its own
-    handler, so only the trainer reacts: it finishes the step, saves a complete checkpoint and exits.
+    SIGUSR1 and SIGTERM are ignored in torchrun (SIG_IGN is inherited across exec, and
+    ``--signals-to-handle`` leaves SIGTERM out), so torchrun neither dies on SIGUSR1 nor cuts the
+    workers' checkpoint short on SIGTERM. The trainer re-installs its own handlers: it finishes the step,
+    saves a complete checkpoint, writes OUT/REQUEUE and exits 0, and torchrun then exits 0. Slurm signals
+    every process of the step; this runner also forwards what it receives to the workers, in case only it
+    was signalled. The time budget for a plain ``scancel`` is the cluster's KillWait (SIGKILL follows).
     """
     received: list[str] = []
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # inherited by torchrun: it must survive the signal
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)  # inherited by torchrun and its workers until the trainer's handlers
     print(f"launch: node {launch.node_rank} ({launch.host}): {launch.command}", flush=True)
     proc = subprocess.Popen(launch.argv)
 
     def forward(signum: int, _frame) -> None:
         received.append(signal.Signals(signum).name)
-        targets = _descendants(proc.pid) if signum == signal.SIGUSR1 else [proc.pid]
-        for pid in targets:
+        for pid in descendant_pids(proc.pid):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGUSR1, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
     rc = proc.wait()
     if received and rc == 0:
         print(f"launch: node {launch.node_rank}: got {received[0]}; torchrun exited with {rc}; "
-              f"exit {EXIT_REQUEUE} asks the batch script to requeue the job", flush=True)
+              f"exit {EXIT_REQUEUE} tells the batch script the trainer stopped on a signal", flush=True)
         return EXIT_REQUEUE
     return rc
 
@@ -259,10 +357,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bayling.train.launch", description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--run", action="store_true", help="execute this node's torchrun (inside an srun task)")
-    mode.add_argument("--dry-run", action="store_true", help="print every node's command (the default)")
-    mode.add_argument("--print-out-dir", action="store_true",
-                      help="print the training run's output folder (config + overrides) and exit")
-    p.add_argument("--nproc-per-node", type=int, required=True)
+    mode.add_argument("--dry-run", action="store_true", help="print every node's command (the default); "
+                      "outside an allocation it previews a one-node job on this host")
+    mode.add_argument("--preflight", action="store_true",
+                      help="on the batch node: processes per node vs the allocation, then `bayling-train --check`; "
+                           "prints nproc=N and out=DIR on success, one error line and exit 2 otherwise")
+    p.add_argument("--nproc-per-node", type=int, default=None,
+                   help="processes per node (NPROC; default: the allocation's GPUs per node)")
+    p.add_argument("--header-gpus", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--config", required=True)
     p.add_argument("--port", type=int, default=None, help=f"rendezvous port (MASTER_PORT, default {DEFAULT_PORT})")
     p.add_argument("--module", default=TRAIN_MODULE)
@@ -274,14 +376,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
-    if args.print_out_dir:
-        print(train_out_dir(args.config, extra))
-        return 0
-    launches = node_launches(os.environ, args.nproc_per_node, args.config, extra, port=args.port,
-                             module=args.module, torchrun=args.torchrun)
+    if args.preflight:
+        nproc, code, out = preflight(os.environ, args.nproc_per_node, args.config, extra, args.module)
+        if code == 0:
+            print(f"nproc={nproc}\nout={out}")
+        return code
+    env = os.environ if args.run else preview_env(os.environ)
+    nproc = processes_per_node(env, args.nproc_per_node, args.header_gpus)
+    launches = node_launches(env, nproc, args.config, extra, port=args.port, module=args.module,
+                             torchrun=args.torchrun)
     if not args.run:
         first = launches[0]
-        print(f"# {len(launches)} node(s) x {args.nproc_per_node} process(es), job {first.job_id}, "
+        print(f"# {len(launches)} node(s) x {nproc} process(es), job {first.job_id}, "
               f"rendezvous {first.endpoint}; one srun task per node runs:")
         for launch in launches:
             print(f"# node {launch.node_rank}: {launch.host}")

@@ -22,9 +22,13 @@ import pytest
 from bayling.errors import ConfigError
 from bayling.train.launch import (
     EXIT_REQUEUE,
+    allocation_hosts,
+    descendant_pids,
     expand_hostlist,
-    node_commands,
     node_launches,
+    preview_env,
+    processes_per_node,
+    slurm_present,
     this_node,
 )
 
@@ -68,6 +72,59 @@ def test_bad_hostlist_is_a_config_error(spec):
         expand_hostlist(spec)
 
 
+@pytest.mark.slurm
+def test_where_slurm_is_present_scontrol_expands_the_host_list(slurm_cluster, monkeypatch):
+    """With Slurm installed the allocation's hosts come from `scontrol show hostnames`, not our fallback."""
+    import bayling.train.launch as launch
+
+    def fallback_must_not_run(spec):
+        raise AssertionError("the pure-Python expander ran although Slurm is present")
+
+    monkeypatch.setattr(launch, "expand_hostlist", fallback_must_not_run)
+    assert slurm_present()
+    assert allocation_hosts({"SLURM_JOB_NODELIST": "r[1-2]n[08-09]", "SLURM_NNODES": "4"}) == [
+        "r1n08", "r1n09", "r2n08", "r2n09"]
+    with pytest.raises(ConfigError, match="SLURM_NNODES"):
+        allocation_hosts({"SLURM_JOB_NODELIST": "gpu[1-3]", "SLURM_NNODES": "2"})
+
+
+@pytest.mark.parametrize("env, requested, expected", [
+    ({"SLURM_GPUS_ON_NODE": "4"}, None, 4),
+    ({"SLURM_GPUS_PER_NODE": "a100:8"}, None, 8),
+    ({"SLURM_GPUS_PER_NODE": "gpu:h100:2"}, None, 2),
+    ({"CUDA_VISIBLE_DEVICES": "0,1,2"}, None, 3),
+    ({"SLURM_GPUS_ON_NODE": "8", "CUDA_VISIBLE_DEVICES": "0"}, None, 8),  # the allocation wins
+    ({"SLURM_GPUS_ON_NODE": "8"}, 4, 4),  # fewer processes than GPUs: allowed
+    ({"SLURM_CPUS_ON_NODE": "2"}, 2, 2),  # CPU-only allocation: NPROC says it
+    ({}, 3, 3),
+])
+def test_processes_per_node_default_to_the_allocations_gpus(env, requested, expected):
+    assert processes_per_node(env, requested) == expected
+
+
+@pytest.mark.parametrize("env, requested, message", [
+    ({"SLURM_CPUS_ON_NODE": "2"}, None, "no GPUs"),  # a CPU job must say how many processes
+    ({}, None, "--gpus-per-node=0"),
+    ({"SLURM_GPUS_ON_NODE": "4"}, 8, "has 4 GPU"),
+    ({"SLURM_CPUS_ON_NODE": "2"}, 3, "has 2 CPU"),
+    ({"SLURM_GPUS_ON_NODE": "4"}, 0, ">= 1"),
+    ({"SLURM_GPUS_PER_NODE": "lots"}, None, "GPU count"),
+])
+def test_processes_per_node_errors_name_nproc_and_the_allocation(env, requested, message):
+    with pytest.raises(ConfigError, match=message):
+        processes_per_node(env, requested)
+
+
+def test_a_dry_run_needs_no_allocation():
+    env = preview_env({})
+    assert env["SLURM_JOB_ID"] == "dry-run" and env["SLURM_JOB_NODELIST"] == socket.gethostname().split(".")[0]
+    launches = node_launches(env, processes_per_node(env, None, header_gpus=8), "c.yaml")
+    assert len(launches) == 1 and _opt(launches[0].argv, "--nproc_per_node") == "8"
+    # a node list without a job id (the issue's case) previews too
+    env = preview_env({"SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_NNODES": "2"})
+    assert [n.host for n in node_launches(env, 8, "c.yaml")] == ["gpu01", "gpu02"]
+
+
 def test_fake_four_node_allocation_gives_one_consistent_command_per_node():
     launches = node_launches(FAKE_4, 8, "data/recipes/train/x.yaml", ["out=/runs/x", "optim.lr=1e-5"])
     assert [n.node_rank for n in launches] == [0, 1, 2, 3]
@@ -85,7 +142,6 @@ def test_fake_four_node_allocation_gives_one_consistent_command_per_node():
         assert argv[-6:] == ["--config", "data/recipes/train/x.yaml", "--resume", "auto", "out=/runs/x",
                              "optim.lr=1e-5"]
     assert len({n.command for n in launches}) == 4  # distinct per node (local address)
-    assert node_commands(FAKE_4, 8, "c.yaml") == [n.command for n in node_launches(FAKE_4, 8, "c.yaml")]
 
 
 def test_master_addr_and_port_from_environment_win():
@@ -152,6 +208,19 @@ def test_dry_run_env_overrides():
     assert {_opt(a, "--rdzv_endpoint") for a in lines} == {"gpu01:29999"}
 
 
+@pytest.mark.parametrize("env", [{}, {"SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_NNODES": "2"}], ids=["bare", "no-job-id"])
+def test_script_dry_run_works_outside_an_allocation(env):
+    """No SLURM_JOB_ID needed: a laptop previews the script's own header (8 GPUs per node)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    res = subprocess.run(["bash", str(REPO / "slurm" / "train_13b.sh"), "--dry-run"], capture_output=True,
+                         text=True, env={**clean, **env}, cwd=REPO, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = [shlex.split(x) for x in res.stdout.splitlines() if x and not x.startswith("#")]
+    assert len(lines) == (2 if env else 1)
+    assert {_opt(a, "--nproc_per_node") for a in lines} == {"8"}
+    assert {_opt(a, "--rdzv_id") for a in lines} == {"dry-run"}
+
+
 def test_outside_a_job_without_dry_run_is_a_clear_error():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     res = subprocess.run(["bash", str(REPO / "slurm" / "train_7b.sh")], capture_output=True, text=True,
@@ -172,19 +241,28 @@ def test_eval_script_dry_run_passes_arguments_through():
 STAND_IN = '''
 import os, signal, sys, time
 got = []
-signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+for sig in (signal.SIGUSR1, signal.SIGTERM):
+    signal.signal(sig, lambda s, f: got.append(s))
 open(os.environ["MARK"] + f".ready{os.environ['RANK']}", "w").close()
 for _ in range(300):
     if got:
-        open(os.environ["MARK"] + f".saved{os.environ['RANK']}", "w").write(str(len(got)))
+        time.sleep(1.0)  # "saving a checkpoint": torchrun must not kill us meanwhile
+        open(os.environ["MARK"] + f".saved{os.environ['RANK']}", "w").write(str(got[0]))
         sys.exit(0)
     time.sleep(0.1)
 sys.exit(1)
 '''
 
 
-def test_runner_survives_sigusr1_lets_workers_checkpoint_and_asks_for_requeue(tmp_path):
-    """SIGUSR1 to the runner alone reaches every worker, torchrun survives it, and the runner exits 75.
+@pytest.mark.slow  # starts torchrun
+@pytest.mark.parametrize("sig, whom", [
+    (signal.SIGUSR1, "runner"),   # only the runner signalled: it forwards to the workers
+    (signal.SIGUSR1, "all"),      # Slurm's --signal=USR1@N / scancel --signal=USR1: every process of the step
+    (signal.SIGTERM, "all"),      # a plain scancel: every process, torchrun included, gets SIGTERM
+])
+def test_runner_lets_workers_checkpoint_on_a_stop_signal_and_reports_it(tmp_path, sig, whom):
+    """The workers get the signal, torchrun neither dies (SIGUSR1) nor cuts the save short and fails
+    (SIGTERM: torchrun's own handler would stop the workers and exit non-zero), and the runner exits 75.
 
     The worker is a stand-in that follows the trainer's contract (handler sets a flag, save, exit 0),
     so this checks the runner and torchrun, independent of the trainer.
@@ -202,11 +280,13 @@ def test_runner_survives_sigusr1_lets_workers_checkpoint_and_asks_for_requeue(tm
         while not all((tmp_path / f"mark.ready{r}").exists() for r in (0, 1)):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
             time.sleep(0.2)
-        proc.send_signal(signal.SIGUSR1)
+        for pid in [proc.pid, *(descendant_pids(proc.pid) if whom == "all" else [])]:
+            os.kill(pid, sig)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == EXIT_REQUEUE, out
-    assert (tmp_path / "mark.saved0").exists() and (tmp_path / "mark.saved1").exists(), out
-    assert "got SIGUSR1" in out
+    for rank in (0, 1):
+        assert (tmp_path / f"mark.saved{rank}").read_text() == str(int(sig)), out
+    assert f"got {sig.name}" in out
