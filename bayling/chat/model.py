@@ -94,21 +94,35 @@ def context_length(meta: dict, tokenizer, config, override: int | None) -> tuple
     return int(config.max_position_embeddings), "config max_position_embeddings"
 
 
+def quiet_libraries() -> None:
+    """Library warnings and loading bars would interleave with a streamed answer or a server log."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 class ChatModel:
     """A causal LM + tokenizer from a checkpoint dir (or hub id) that answers conversations."""
 
     def __init__(self, model: str, *, template: str | None = None, device: str | None = None,
-                 dtype: str | None = None, max_context: int | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from bayling.tokenizer import load_tokenizer
-
+                 dtype: str | None = None, max_context: int | None = None, quiet: bool = True) -> None:
+        # Every check a user's input can fail comes before the (slow) torch/transformers imports.
         self.path = Path(resolve_model(model))
         if not (self.path / "config.json").is_file():
             raise ConfigError("not a model directory (no config.json)", path=self.path)
         meta = read_meta(self.path)
         tpl, self.template_source = choose_template(self.path, meta, template)
+        if max_context is not None and max_context < 2:
+            raise ConfigError(f"--max-context must be >= 2, got {max_context}")
+
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from bayling.tokenizer import load_tokenizer
+
+        if quiet:
+            quiet_libraries()
         self.tokenizer = load_tokenizer(str(self.path), tpl)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"the model's tokenizer has no chat template; choose one with {TEMPLATE_HINT}",
@@ -247,6 +261,10 @@ class Generation:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def wait(self) -> None:
+        """Block until the worker has finished (the counts and finish_reason are then final)."""
+        self._thread.join()
 
     def stop(self) -> None:
         """Ask the worker to stop after the current token (client gone, Ctrl-C)."""

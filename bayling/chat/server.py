@@ -80,9 +80,10 @@ class ChatRequest(BaseModel):
         for key, value in (self.model_extra or {}).items():
             if key in IGNORED or value is None or value in NEUTRAL.get(key, ()):
                 continue
-            what = "at its default value" if key in NEUTRAL else "at all"
-            raise ValueError(f"parameter '{key}' is not supported by bayling-serve ({what} only)"
-                             if key in NEUTRAL else f"unknown parameter '{key}' (not supported {what})")
+            if key in NEUTRAL:
+                raise ValueError(f"{key}={json.dumps(value)} is not supported by bayling-serve "
+                                 f"(only {json.dumps(NEUTRAL[key][0])})")
+            raise ValueError(f"unknown parameter '{key}'")
         return self
 
 
@@ -99,7 +100,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     if first.get("type") == "json_invalid":
         return error(400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'bad JSON')})")
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")
-    return error(400, f"{param}: {msg}" if param else msg, param=param)
+    return error(400, f"{param or 'request body'}: {msg}", param=param)
 
 
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -198,4 +199,6 @@ async def _sse(gen: Generation, rid: str, model: str, include_usage: bool):
     finally:
         if not finished:
             gen.stop()  # the client went away: free the model after the current token
-            log.info("%s: client disconnected after %d characters; generation cancelled", rid, len(gen.text))
+            log.info("%s: client disconnected after %d characters; cancelling", rid, len(gen.text))
+            # No await here (the task is being cancelled): a thread logs once the worker has stopped.
+            threading.Thread(target=lambda: (gen.wait(), _log_done(rid, gen)), daemon=True).start()

@@ -1,7 +1,7 @@
 """The ``vllm serve`` command that serves an exported checkpoint on GPUs, derived from the checkpoint's files.
 
 Why generate it instead of documenting a fixed line: the settings that make vLLM answer like our own
-generation live in the checkpoint — the context length trained for (``bayling.json`` max_length -> 
+generation live in the checkpoint — the context length trained for (``bayling.json`` max_length ->
 ``--max-model-len``), the chat template (in the tokenizer, or ``--template`` -> ``--chat-template``, which
 vLLM accepts as a single-line template string; ours are single-line), and the end-of-turn ids (the export
 writes them to ``generation_config.json``'s ``eos_token_id``, which vLLM reads with

@@ -19,7 +19,7 @@ from bayling.templates import TEMPLATES
 PROG = "bayling-chat"
 
 
-class _Parser(argparse.ArgumentParser):
+class ChatParser(argparse.ArgumentParser):
     """argparse that reports a usage error as a ConfigError (one line, exit 2) instead of exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -51,7 +51,7 @@ def add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Chat with a checkpoint in the terminal: streamed answers, the "
+    p = ChatParser(prog=PROG, description="Chat with a checkpoint in the terminal: streamed answers, the "
                 "checkpoint's own chat template and stop tokens, history kept within the context. Commands "
                 "in the chat: /reset, /system TEXT, /save FILE, /exit, /help.")
     add_model_args(p)
@@ -69,14 +69,6 @@ def sampling_from(args: argparse.Namespace):
                     seed=args.seed).check()
 
 
-def quiet_libraries() -> None:
-    """Library warnings (generation flags, tokenizer notices) would interleave with the streamed answer."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     sampling = sampling_from(args)
@@ -85,7 +77,6 @@ def _main(argv: list[str] | None) -> int:
         prompt = sys.stdin.read()
     if prompt is not None and not prompt.strip():
         raise ConfigError("--once needs a non-empty prompt")
-    quiet_libraries()
     from bayling.chat.history import Conversation
     from bayling.chat.model import ChatModel
     from bayling.chat.terminal import run_terminal

@@ -15,14 +15,14 @@ import socket
 import sys
 
 from bayling.cli import run_cli
-from bayling.cli.chat import _Parser, add_model_args, add_sampling_args, quiet_libraries, sampling_from
+from bayling.cli.chat import ChatParser, add_model_args, add_sampling_args, sampling_from
 from bayling.errors import ConfigError
 
 PROG = "bayling-serve"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Serve a checkpoint over HTTP with OpenAI's chat-completions API "
+    p = ChatParser(prog=PROG, description="Serve a checkpoint over HTTP with OpenAI's chat-completions API "
                 "(POST /v1/chat/completions, streaming with \"stream\": true; GET /v1/models, /health). "
                 "On GPUs use vLLM: --print-vllm-command prints the matching `vllm serve` command.")
     add_model_args(p)
@@ -70,7 +70,6 @@ def _main(argv: list[str] | None) -> int:
             print(f"# note: {note}", file=sys.stderr)
         return 0
     sock = bind(args.host, args.port)
-    quiet_libraries()
     import uvicorn
 
     from bayling.chat.model import ChatModel
