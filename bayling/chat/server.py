@@ -53,6 +53,14 @@ class ChatMessage(BaseModel):
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
+    @model_validator(mode="after")
+    def _unicode(self) -> ChatMessage:
+        try:  # JSON can carry lone surrogates ("\\udcff") that no tokenizer accepts
+            self.text().encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"content is not valid Unicode ({err.reason} at character {err.start})") from None
+        return self
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
@@ -103,6 +111,15 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     return error(400, f"{param or 'request body'}: {msg}", param=param)
 
 
+def _not_utf8(request: Request, exc: UnicodeDecodeError) -> JSONResponse:
+    return error(400, f"the request body is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("internal error while serving %s", request.url.path)
+    return error(500, f"internal error: {type(exc).__name__}", kind="server_error")
+
+
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return error(exc.status_code, str(exc.detail), kind="not_found_error" if exc.status_code == 404 else
                  "invalid_request_error")
@@ -113,6 +130,8 @@ def create_app(chat: ChatModel, *, served_name: str, defaults: Sampling) -> Fast
     app = FastAPI(title="bayling-serve", docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(UnicodeDecodeError, _not_utf8)
+    app.add_exception_handler(Exception, _internal_error)
     created = int(time.time())
 
     @app.get("/health")
