@@ -94,6 +94,18 @@ def context_length(meta: dict, tokenizer, config, override: int | None) -> tuple
     return int(config.max_position_embeddings), "config max_position_embeddings"
 
 
+def check_device(device: str) -> None:
+    """A device torch cannot use is the user's error (one line), not a traceback from deep in torch."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+
+
 def quiet_libraries() -> None:
     """Library warnings and loading bars would interleave with a streamed answer or a server log."""
     import transformers
@@ -129,6 +141,7 @@ class ChatModel:
                               path=self.path)
         self.template_name = tpl.name if tpl else "tokenizer"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        check_device(self.device)
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()

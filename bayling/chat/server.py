@@ -85,6 +85,9 @@ class ChatRequest(BaseModel):
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ChatRequest:
+        late = [i for i, m in enumerate(self.messages) if m.role == "system" and i > 0]
+        if late:  # the templates render a system prompt only first; a later one would silently vanish
+            raise ValueError(f"messages.{late[0]}: a system message is only allowed first")
         for key, value in (self.model_extra or {}).items():
             if key in IGNORED or value is None or value in NEUTRAL.get(key, ()):
                 continue

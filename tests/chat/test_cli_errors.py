@@ -53,6 +53,7 @@ CASES = [
     ("bayling-chat", ["--model", "{m}", "--max-context", "1"], None, ["--max-context must be >= 2"]),
     ("bayling-chat", ["--model", "{m}", "--once", "  "], None, ["--once needs a non-empty prompt"]),
     ("bayling-chat", ["--model", "{m}", "--bogus"], None, ["unrecognized arguments: --bogus"]),
+    ("bayling-chat", ["--model", "{m}", "--device", "tpu9", "--once", "hi"], None, ["not a torch device"]),
     ("bayling-serve", ["--model", "{m}", "--port", "70000"], None, ["--port must be in 0..65535"]),
     ("bayling-serve", ["--model", "{m}", "--port", "http"], None, ["--port", "invalid int"]),
     ("bayling-serve", ["--model", "{m}/missing"], None, ["does not exist"]),

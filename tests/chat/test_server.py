@@ -133,6 +133,8 @@ BAD = [
     ({"messages": [{"role": "user", "content": 3}]}, 400, "messages.0.content"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400,
      "messages.0.content"),
+    ({"messages": [*HELLO, {"role": "system", "content": "late"}]}, 400,
+     "messages.1: a system message is only allowed first"),
     ({"temperature": 3}, 400, "temperature: Input should be less than or equal to 2"),
     ({"top_p": 0}, 400, "top_p"),
     ({"max_tokens": 0}, 400, "max_tokens"),
