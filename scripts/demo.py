@@ -198,7 +198,20 @@ def verdict(out: Path, args: argparse.Namespace, seconds: float) -> int:
               f"less than {args.clear_margin} chrF++: a longer --steps budget is needed for a clear margin there")
     else:
         print("demo: the model learned: loss fell and every direction gained a clear margin")
+    print_chat_command(out / "train" / "final", args.repetition_penalty)
     return 0 if ok else 1
+
+
+def print_chat_command(final: Path, repetition_penalty: float) -> None:
+    """The last thing the demo says: how to talk to the model it trained (greedy, the evaluation's penalty)."""
+    def short(path: Path) -> str:
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+    chat = shlex.join([short(Path(tool("bayling-chat"))), "--model", short(final), "--temperature", "0",
+                       "--repetition-penalty", str(repetition_penalty)])
+    serve = shlex.join([short(Path(tool("bayling-serve"))), "--model", short(final)])
+    print(f"\nTalk to the model you just trained:\n  {chat}\n"
+          f"Or serve it with OpenAI's chat-completions API at http://127.0.0.1:8000/v1:\n  {serve}")
 
 
 if __name__ == "__main__":
