@@ -44,7 +44,7 @@ def mergekit_config(method: str, base: Path, experts: list[Path], *, density: fl
 
 
 def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, density: float, lam: float,
-                 dtype: str, seed: int, device: str | None, progress: bool) -> Path:
+                 dtype: str, seed: int, device: str | None) -> Path:
     """Merge with MergeKit into ``dest`` (reused when already finished with the same configuration)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
@@ -61,7 +61,7 @@ def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, de
         config = MergeConfiguration.model_validate(cfg)
     except Exception as err:  # pydantic's ValidationError: our config is wrong for this MergeKit
         raise MergeError(f"MergeKit rejected the {method} configuration: {' '.join(str(err).split())[:300]}") from None
-    options = MergeOptions(random_seed=seed, copy_tokenizer=False, write_model_card=False, quiet=not progress,
+    options = MergeOptions(random_seed=seed, copy_tokenizer=False, write_model_card=False, quiet=True,
                            device=device or "cpu", lazy_unpickle=False)
     run_merge(config, str(dest), options)
     copy_base_files(base, dest)

@@ -152,7 +152,7 @@ class Scorer:
             gen_settings["repetition_penalty"] = s.repetition_penalty
         records = run_tasks(tasks, out, make_generator=make, gen_settings=gen_settings, batch_size=s.batch_size,
                             score_settings={"policy": "field", "spm": "flores101", "comet_model": None},
-                            log=RunLog(out, quiet=True), progress=self.progress)
+                            log=RunLog(out, quiet=True), progress=False)
         return {r["direction"]: r["scores"]["chrf"]["score"] for r in records}
 
 

@@ -147,13 +147,12 @@ def run_merge(s: MergeSettings) -> dict:
     onehot = [torch.eye(k, dtype=torch.float64)[j] for j in range(k)]
     for j, label in enumerate(starting.labels()[: 1 + len(experts)]):
         entries[label] = ("c-" + state_digest(onehot[j]), (lambda c=onehot[j]: starting.materialize(c)))
-    for m in s.methods:
-        if m != "pso":
-            dest = run_baseline(m, base_dir, expert_dirs, out / "baselines" / m, density=s.density, lam=s.lam,
-                                dtype=weights_dtype(base), seed=s.pso.seed, device=s.device, progress=s.progress)
-            key = f"{m}-" + file_digest(dest / "merge.json")
-            entries[m] = (key, (lambda dest=dest: load_state(dest)))
-    dev_fit = {name: fitness(key, make) for name, (key, make) in entries.items()}
+    for m in tqdm([m for m in s.methods if m != "pso"], desc="MergeKit baselines", disable=not s.progress):
+        dest = run_baseline(m, base_dir, expert_dirs, out / "baselines" / m, density=s.density, lam=s.lam,
+                            dtype=weights_dtype(base), seed=s.pso.seed, device=s.device)
+        entries[m] = (f"{m}-" + file_digest(dest / "merge.json"), (lambda dest=dest: load_state(dest)))
+    dev_fit = {name: fitness(key, make)
+               for name, (key, make) in tqdm(entries.items(), desc="dev fitness", disable=not s.progress)}
 
     swarm = None
     if "pso" in s.methods:
@@ -162,7 +161,7 @@ def run_merge(s: MergeSettings) -> dict:
         dev_fit["pso"] = fitness(key, make)
 
     test_scores = {}
-    for name, (key, make) in entries.items():
+    for name, (key, make) in tqdm(entries.items(), desc="test split", disable=not (s.progress and test)):
         test_scores[name] = scorer.score(key, make, test, out / "evals" / "test" / name) if test else {}
     final = s.final or ("pso" if "pso" in s.methods else max((m for m in s.methods), key=lambda m: dev_fit[m]))
     doc = {"settings": settings_doc(s, formulation), "formulation": formulation,
