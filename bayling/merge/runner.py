@@ -127,6 +127,9 @@ def run_merge(s: MergeSettings) -> dict:
     check_disjoint(dev, test)
     weights = parse_weights(s.fitness_weights, dev)
 
+    formulation = choose_formulation(s.formulation, s.pso.random_factors)
+    if "pso" in s.methods:  # a saved swarm of another search: refuse before any work
+        load_swarm(out / "swarm", swarm_identity(s, formulation, weights))
     base = load_state(base_dir)
     experts = []
     for d in expert_dirs:
@@ -136,7 +139,6 @@ def run_merge(s: MergeSettings) -> dict:
     (out / MARKER).write_text("bayling-merge output folder (safe for bayling-merge to update)\n", encoding="utf-8")
 
     starting = StartingModels(base, experts, dare_density=s.dare_density, seed=s.pso.seed)
-    formulation = choose_formulation(s.formulation, s.pso.random_factors)
     from bayling.eval.generate import load_generator
 
     scorer = Scorer(lambda: load_generator(str(base_dir), template=s.template, device=s.device, dtype=s.dtype),
@@ -191,16 +193,22 @@ def settings_doc(s: MergeSettings, formulation: str) -> dict:
     return json.loads(json.dumps(d))
 
 
+def swarm_identity(s: MergeSettings, formulation: str, weights: dict[str, float]) -> dict:
+    """What a saved swarm must match to be continued: the search, its starting models and its fitness."""
+    search = {k: v for k, v in asdict(s.pso).items() if k != "iterations"}  # more iterations = continue
+    ident = {"pso": search, "formulation": formulation, "dare_density": s.dare_density,
+             "init_velocity": s.init_velocity, "base": str(Path(s.base).resolve()),
+             "experts": [str(Path(e).resolve()) for e in s.experts], "fitness_tasks": sorted(weights.items()),
+             "dev_limit": s.dev_limit, "gen": asdict(s.gen)}
+    return json.loads(json.dumps(ident))
+
+
 def run_pso(s: MergeSettings, starting: StartingModels, formulation: str, fitness: Fitness,
             onehot: list[torch.Tensor], out: Path):
     """Initialise or resume the swarm, iterate, save after every iteration; returns (state, key, factory)."""
     k = starting.count
     coef = formulation == "coefficients"
-    ident = {"pso": asdict(s.pso), "formulation": formulation, "dare_density": s.dare_density,
-             "init_velocity": s.init_velocity, "base": str(Path(s.base).resolve()),
-             "experts": [str(Path(e).resolve()) for e in s.experts], "fitness_tasks": sorted(fitness.weights.items()),
-             "dev_limit": s.dev_limit, "gen": asdict(s.gen)}
-    ident = json.loads(json.dumps(ident))
+    ident = swarm_identity(s, formulation, fitness.weights)
 
     def key_of(x: torch.Tensor) -> str:
         return ("c-" if coef else "w-") + state_digest(x)
