@@ -44,7 +44,7 @@ def mergekit_config(method: str, base: Path, experts: list[Path], *, density: fl
 
 
 def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, density: float, lam: float,
-                 dtype: str, seed: int, device: str | None) -> Path:
+                 dtype: str, seed: int, device: str | None, inputs: list | None = None) -> Path:
     """Merge with MergeKit into ``dest`` (reused when already finished with the same configuration)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
@@ -53,7 +53,8 @@ def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, de
     done = dest / "merge.json"
     if done.is_file():
         try:
-            if json.loads(done.read_text(encoding="utf-8")).get("mergekit_config") == cfg:
+            meta = json.loads(done.read_text(encoding="utf-8"))
+            if meta.get("mergekit_config") == cfg and meta.get("inputs") == inputs and meta.get("seed") == seed:
                 return dest
         except (json.JSONDecodeError, UnicodeDecodeError):
             pass
@@ -65,7 +66,8 @@ def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, de
                            device=device or "cpu", lazy_unpickle=False)
     run_merge(config, str(dest), options)
     copy_base_files(base, dest)
-    meta = {"tool": "bayling-merge", "method": method, "library": "mergekit", "mergekit_config": cfg}
+    meta = {"tool": "bayling-merge", "method": method, "library": "mergekit", "mergekit_config": cfg,
+            "seed": seed, "inputs": inputs}
     atomic_write_text(done, json.dumps(meta, indent=1) + "\n")
     return dest
 

@@ -49,6 +49,16 @@ def weight_files(p: Path) -> list[Path]:
     return files
 
 
+def inputs_fingerprint(dirs: list[Path]) -> list:
+    """Which checkpoints, as they are now (weight files' names, sizes, modification times): a cache or saved
+    swarm made from other or re-trained models must not be reused. Cheaper than hashing 26 GB."""
+    out = []
+    for d in dirs:
+        files = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(d)]
+        out.append([str(d.resolve()), files])
+    return out
+
+
 def read_config(p: Path) -> dict:
     cfg = read_json(p / "config.json", "model config", MergeError)
     if not isinstance(cfg, dict):

@@ -121,7 +121,8 @@ class Scorer:
     """Loads the generator once; scores any weights on any task list with bayling-eval's loop."""
 
     def __init__(self, make_generator: Callable[[], Any], settings: GenSettings, work: Path,
-                 progress: bool) -> None:
+                 progress: bool, template: str | None = None) -> None:
+        self.template = template
         self.make_generator = make_generator
         self.generator = None
         self.settings = settings
@@ -147,7 +148,7 @@ class Scorer:
         out.mkdir(parents=True, exist_ok=True)
         s = self.settings
         gen_settings = {"model": f"bayling-merge:{key}", "beams": s.beams, "max_new_tokens": s.max_new_tokens,
-                        "template": None}
+                        "template": self.template}
         if s.repetition_penalty != 1.0:
             gen_settings["repetition_penalty"] = s.repetition_penalty
         records = run_tasks(tasks, out, make_generator=make, gen_settings=gen_settings, batch_size=s.batch_size,
@@ -159,16 +160,30 @@ class Scorer:
 class Fitness:
     """Weighted mean dev chrF++ of a candidate, cached in ``fitness_cache.json`` by the candidate's digest."""
 
-    def __init__(self, scorer: Scorer, tasks: list[Task], weights: dict[str, float], cache_path: Path) -> None:
+    def __init__(self, scorer: Scorer, tasks: list[Task], weights: dict[str, float], cache_path: Path,
+                 identity: dict) -> None:
+        """``identity``: the models, dev data and generation settings the cached scores belong to; a cache
+        of anything else is refused (its keys would name other models)."""
         self.scorer = scorer
         self.tasks = tasks
         self.weights = weights
         self.cache_path = cache_path
+        self.identity = identity
         self.cache: dict[str, Any] = {}
         if cache_path.is_file():
             doc = read_json(cache_path, "fitness cache", MergeError)
-            self.cache = doc if isinstance(doc, dict) else {}
+            if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
+                raise MergeError("fitness cache has an unknown format", path=cache_path)
+            if doc.get("identity") != identity:
+                changed = sorted(k for k in identity if identity[k] != (doc.get("identity") or {}).get(k))
+                raise MergeError(f"this folder's fitness cache belongs to other models or settings "
+                                 f"({', '.join(changed) or 'format'}); use another --out", path=cache_path)
+            self.cache = doc["entries"]
         self.evaluations = 0
+
+    def _save(self) -> None:
+        doc = {"identity": self.identity, "entries": self.cache}
+        atomic_write_text(self.cache_path, json.dumps(doc, indent=1, sort_keys=True))
 
     def __call__(self, key: str, state: Callable[[], dict[str, torch.Tensor]]) -> float:
         if key in self.cache:
@@ -178,7 +193,7 @@ class Fitness:
         fit = sum(self.weights[d] * scores[d] for d in scores) / total
         self.cache[key] = {"fitness": fit, "chrf": scores}
         self.evaluations += 1
-        atomic_write_text(self.cache_path, json.dumps(self.cache, indent=1, sort_keys=True))
+        self._save()
         return fit
 
     def scores(self, key: str) -> dict[str, float]:
@@ -188,4 +203,4 @@ class Fitness:
         """Record that ``key`` is the same model as ``existing`` (a starting model in the weights formulation)."""
         if key != existing and key not in self.cache:
             self.cache[key] = self.cache[existing]
-            atomic_write_text(self.cache_path, json.dumps(self.cache, indent=1, sort_keys=True))
+            self._save()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bayling.eval.translate import data_fingerprint
 from bayling.merge import pso
 from bayling.merge.baselines import BASELINES, run_baseline, weights_dtype
 from bayling.merge.checkpoint import (
@@ -21,6 +22,7 @@ from bayling.merge.checkpoint import (
     MergeError,
     check_compatible,
     check_out_dir,
+    inputs_fingerprint,
     load_state,
     model_dir,
     save_checkpoint,
@@ -128,8 +130,16 @@ def run_merge(s: MergeSettings) -> dict:
     weights = parse_weights(s.fitness_weights, dev)
 
     formulation = choose_formulation(s.formulation, s.pso.random_factors)
+    inputs = inputs_fingerprint([base_dir, *expert_dirs])
     if "pso" in s.methods:  # a saved swarm of another search: refuse before any work
-        load_swarm(out / "swarm", swarm_identity(s, formulation, weights))
+        load_swarm(out / "swarm", swarm_identity(s, formulation, weights, inputs))
+    from bayling.eval.generate import load_generator
+
+    scorer = Scorer(lambda: load_generator(str(base_dir), template=s.template, device=s.device, dtype=s.dtype),
+                    s.gen, out / "evals", s.progress, template=s.template)
+    identity = {"inputs": inputs, "dev": [[t.name, data_fingerprint(t), weights[t.name]] for t in dev],
+                "gen": asdict(s.gen), "template": s.template, "dare_density": s.dare_density, "seed": s.pso.seed}
+    fitness = Fitness(scorer, dev, weights, out / "fitness_cache.json", json.loads(json.dumps(identity)))
     base = load_state(base_dir)
     experts = []
     for d in expert_dirs:
@@ -139,11 +149,6 @@ def run_merge(s: MergeSettings) -> dict:
     (out / MARKER).write_text("bayling-merge output folder (safe for bayling-merge to update)\n", encoding="utf-8")
 
     starting = StartingModels(base, experts, dare_density=s.dare_density, seed=s.pso.seed)
-    from bayling.eval.generate import load_generator
-
-    scorer = Scorer(lambda: load_generator(str(base_dir), template=s.template, device=s.device, dtype=s.dtype),
-                    s.gen, out / "evals", s.progress)
-    fitness = Fitness(scorer, dev, weights, out / "fitness_cache.json")
     entries: dict[str, tuple[str, object]] = {}  # name -> (cache key, state factory)
     k = starting.count
     onehot = [torch.eye(k, dtype=torch.float64)[j] for j in range(k)]
@@ -151,14 +156,14 @@ def run_merge(s: MergeSettings) -> dict:
         entries[label] = ("c-" + state_digest(onehot[j]), (lambda c=onehot[j]: starting.materialize(c)))
     for m in tqdm([m for m in s.methods if m != "pso"], desc="MergeKit baselines", disable=not s.progress):
         dest = run_baseline(m, base_dir, expert_dirs, out / "baselines" / m, density=s.density, lam=s.lam,
-                            dtype=weights_dtype(base), seed=s.pso.seed, device=s.device)
+                            dtype=weights_dtype(base), seed=s.pso.seed, device=s.device, inputs=inputs)
         entries[m] = (f"{m}-" + file_digest(dest / "merge.json"), (lambda dest=dest: load_state(dest)))
     dev_fit = {name: fitness(key, make)
                for name, (key, make) in tqdm(entries.items(), desc="dev fitness", disable=not s.progress)}
 
     swarm = None
     if "pso" in s.methods:
-        swarm, key, make = run_pso(s, starting, formulation, fitness, onehot, out)
+        swarm, key, make = run_pso(s, starting, formulation, fitness, onehot, out, inputs)
         entries["pso"] = (key, make)
         dev_fit["pso"] = fitness(key, make)
 
@@ -193,22 +198,21 @@ def settings_doc(s: MergeSettings, formulation: str) -> dict:
     return json.loads(json.dumps(d))
 
 
-def swarm_identity(s: MergeSettings, formulation: str, weights: dict[str, float]) -> dict:
+def swarm_identity(s: MergeSettings, formulation: str, weights: dict[str, float], inputs: list) -> dict:
     """What a saved swarm must match to be continued: the search, its starting models and its fitness."""
     search = {k: v for k, v in asdict(s.pso).items() if k != "iterations"}  # more iterations = continue
     ident = {"pso": search, "formulation": formulation, "dare_density": s.dare_density,
-             "init_velocity": s.init_velocity, "base": str(Path(s.base).resolve()),
-             "experts": [str(Path(e).resolve()) for e in s.experts], "fitness_tasks": sorted(weights.items()),
+             "init_velocity": s.init_velocity, "inputs": inputs, "fitness_tasks": sorted(weights.items()),
              "dev_limit": s.dev_limit, "gen": asdict(s.gen)}
     return json.loads(json.dumps(ident))
 
 
 def run_pso(s: MergeSettings, starting: StartingModels, formulation: str, fitness: Fitness,
-            onehot: list[torch.Tensor], out: Path):
+            onehot: list[torch.Tensor], out: Path, inputs: list):
     """Initialise or resume the swarm, iterate, save after every iteration; returns (state, key, factory)."""
     k = starting.count
     coef = formulation == "coefficients"
-    ident = swarm_identity(s, formulation, fitness.weights)
+    ident = swarm_identity(s, formulation, fitness.weights, inputs)
 
     def key_of(x: torch.Tensor) -> str:
         return ("c-" if coef else "w-") + state_digest(x)

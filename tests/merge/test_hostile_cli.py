@@ -181,3 +181,12 @@ def test_through_the_real_command(world):
     assert help_proc.returncode == 0
     for method in ("pso", "linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"):
         assert method in help_proc.stdout  # the method registry is the help
+
+
+def test_fitness_cache_of_other_models_is_refused(world, capsys):
+    write(world.out / ".bayling-merge", "")
+    write(world.out / "fitness_cache.json", json.dumps({"identity": {"inputs": []}, "entries": {"c-x": {}}}))
+    before = snapshot(world.root, world.out)
+    assert_one_line_error(run_inprocess(capsys, merge_cmd(world.models, world.dev, world.out)), PROG,
+                          "fitness cache belongs to other models", "another --out")
+    assert_untouched(before, world.root, world.out)
