@@ -15,11 +15,15 @@ FLORES = REPO / "data" / "samples" / "flores_demo"
 
 @pytest.fixture(scope="session")
 def merge_models(tmp_path_factory, offline_env) -> dict[str, Path]:
-    """Base (tiny random Llama, llama2-chat template, a bayling.json as bayling-train writes) + 2 experts."""
+    """Base (tiny random Llama, small BPE, llama2-chat template, a bayling.json as bayling-train writes) + 2 experts."""
     from bayling.models import build_tiny_llama
+    from bayling.tokenizer import train_small_tokenizer
 
     root = tmp_path_factory.mktemp("merge_models")
-    base = build_tiny_llama(str(REPO / "data/tokenizers/llama2"), root / "base", template="llama2-chat",
+    # a 600-piece BPE keeps the models ~100 kB, so the hostile cases can copy and hash them freely
+    lines = [ln for stem in ("eng", "deu") for ln in (FLORES / f"{stem}.devtest").read_text("utf-8").splitlines()]
+    tok = train_small_tokenizer(lines[:400], root / "tokenizer", vocab_size=600)
+    base = build_tiny_llama(str(tok), root / "base", template="llama2-chat",
                             hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
     (base / "bayling.json").write_text(json.dumps({"format": 1, "template": "llama2-chat", "max_length": 256,
                                                    "base_model": "tiny"}) + "\n", encoding="utf-8")

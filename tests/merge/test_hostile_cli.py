@@ -173,6 +173,7 @@ def test_corrupt_saved_swarm_is_named(world, capsys):
     assert_untouched(before, world.root, world.out)
 
 
+@pytest.mark.slow
 def test_through_the_real_command(world):
     shutil.rmtree(world.models["e1"])
     proc = run_merge_cli(merge_cmd(world.models, world.dev, world.out))
