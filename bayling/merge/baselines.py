@@ -21,23 +21,30 @@ from pathlib import Path
 from bayling.atomic import atomic_write_text
 from bayling.merge.checkpoint import MergeError, copy_base_files
 
-BASELINES = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties")
+# The registry of MergeKit methods bayling-merge offers: name -> (help text, uses the base, uses --density).
+# bayling.merge.runner.METHODS (CLI choices, --help, docs) is built from it; adding a line adds a method.
+MERGEKIT_METHODS = {
+    "linear": ("MergeKit 'linear': the mean of the experts (model soup)", False, False),
+    "task_arithmetic": ("MergeKit 'task_arithmetic': base + lambda * sum of task vectors", True, False),
+    "ties": ("MergeKit 'ties': trim to density, elect signs, disjoint mean", True, True),
+    "dare_linear": ("MergeKit 'dare_linear': random drop to density, rescale, task arithmetic", True, True),
+    "dare_ties": ("MergeKit 'dare_ties': random drop to density, rescale, TIES sign election", True, True),
+}
 DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 
 
 def mergekit_config(method: str, base: Path, experts: list[Path], *, density: float, lam: float,
                     dtype: str) -> dict:
     """The MergeKit YAML (as a dict) for one baseline."""
-    if method not in BASELINES:
-        raise ValueError(method)
+    _, uses_base, uses_density = MERGEKIT_METHODS[method]
     models = []
     for e in experts:
         params: dict = {"weight": 1.0}
-        if method in ("ties", "dare_linear", "dare_ties"):
+        if uses_density:
             params["density"] = density
         models.append({"model": str(e), "parameters": params})
     cfg: dict = {"merge_method": method, "models": models, "dtype": dtype}
-    if method != "linear":
+    if uses_base:
         cfg["base_model"] = str(base)
         cfg["parameters"] = {"lambda": lam}
     return cfg

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bayling.eval.translate import data_fingerprint
 from bayling.merge import pso
-from bayling.merge.baselines import BASELINES, run_baseline, weights_dtype
+from bayling.merge.baselines import MERGEKIT_METHODS, run_baseline, weights_dtype
 from bayling.merge.checkpoint import (
     MARKER,
     MergeError,
@@ -45,13 +45,8 @@ from bayling.merge.swarm import FORMULATIONS, StartingModels, choose_formulation
 # The one registry of merge methods: CLI choices, help and docs derive from it.
 METHODS = {
     "pso": "PSO-Merging: particle swarm over the base, the experts and their DARE copies, dev-set fitness",
-    "linear": "MergeKit 'linear': the mean of the experts (model soup)",
-    "task_arithmetic": "MergeKit 'task_arithmetic': base + lambda * sum of task vectors",
-    "ties": "MergeKit 'ties': trim to density, elect signs, disjoint mean",
-    "dare_linear": "MergeKit 'dare_linear': random drop to density, rescale, task arithmetic",
-    "dare_ties": "MergeKit 'dare_ties': random drop to density, rescale, TIES sign election",
+    **{name: spec[0] for name, spec in MERGEKIT_METHODS.items()},
 }
-assert set(METHODS) == {"pso", *BASELINES}
 
 
 @dataclass
