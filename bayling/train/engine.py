@@ -43,7 +43,7 @@ def on_cpu() -> bool:
 
 
 def prepare_deepspeed_for_cpu() -> None:
-    """Skip the ~20 s shm-comm JIT build and keep JIT caches in the repo (see NOTES-stack.md)."""
+    """Skip the ~20 s shm-comm JIT build and keep JIT caches in the repo."""
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO_ROOT / ".cache" / "torch_extensions"))
     import deepspeed.ops
 

@@ -1,6 +1,6 @@
 """The training loop around the DeepSpeed engine: :func:`train` is the whole loop, on one screen.
 
-Loss normalisation (burn #6 of REFERENCE.md). The loss of an optimizer step is
+Loss normalisation (a classic SFT bug: per-micro-batch averaging). The loss of an optimizer step is
 
     L = (sum of token cross-entropies over every micro-batch of every rank) / T,
 
