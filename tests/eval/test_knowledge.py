@@ -153,7 +153,7 @@ def test_harness_task_offline_fails_fast_naming_the_dataset(tmp_path):
 
 def test_english_suite_offline_is_one_line_exit_2_naming_every_missing_dataset(tmp_path, capsys):
     from bayling.cli.evaluate import main
-    from tests.eval.test_hostile_cli import write_safetensors
+    from tests.eval.test_eval_hostile_cli import write_safetensors
 
     model = tmp_path / "model"  # well-formed but never loaded: the data check fails first
     model.mkdir()
