@@ -145,7 +145,7 @@ def test_bad_bayling_json_names_file_line_and_field(final_dir, tmp_path):
 
 
 def test_saved_conversation_is_a_messages_record_and_never_replaces_foreign_files(tmp_path):
-    from bayling.data.readers import to_messages
+    from bayling.data.records import to_messages
 
     conv = Conversation(system="Be brief.", turns=[*HELLO, {"role": "assistant", "content": "Hi!"}])
     path = conv.save(tmp_path / "chat.json", model="m", template="bayling")
