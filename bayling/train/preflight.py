@@ -130,7 +130,6 @@ def run_checks(cfg: TrainConfig, world_size: int, resume: str = "auto", *, allow
     from bayling.train import rundir
     from bayling.train.cache import data_files
     from bayling.train.engine import ds_template_path, load_ds_template
-    from bayling.train.resume_guard import check_resume_config
     from bayling.train.tokenize import tokenizer_source
 
     if world_size < 1:
@@ -178,3 +177,24 @@ def check_vocab(model_dir: str | Path, vocab_size: int | None, tok_src: str) -> 
         raise ConfigError(f"the tokenizer ({tok_src}) has {vocab_size} tokens but the model's embedding has "
                           f"{model_vocab}; point model.tokenizer at the model's own tokenizer", field="model.tokenizer")
 
+
+def check_resume_config(cfg, out: Path, resume: str, world_size: int, *, allow_changes: bool,
+                        trust_checkpoint: bool) -> str:
+    """One-process version of the resume guards (``--check`` and the launchers): the manifest's file list and
+    sizes, the geometry, the settings including the data's content hash. Returns a short note. It lives here, not
+    in resume_guard.py, because it needs checkpoint.py, which itself imports resume_guard."""
+    from bayling.train import resume_guard as guard
+    from bayling.train.cache import data_files, data_sha256
+    from bayling.train.checkpoint import find_resume, load_state
+
+    ckpt = find_resume(Path(out) / "checkpoints", resume)
+    if ckpt is None:
+        return "new run" if resume != "none" else "new run (--resume none)"
+    if not trust_checkpoint:
+        guard.read_manifest(ckpt)
+    state = load_state(ckpt)
+    guard.check_geometry(state, guard.geometry(cfg, world_size), ckpt)
+    wanted = guard.settings(cfg, data_sha256(data_files(cfg.data.dir)))
+    diff = guard.check_settings(state, wanted, ckpt, allow=allow_changes)
+    note = f"resumes from {ckpt.name}"
+    return note + (f" with {len(diff)} allowed change(s)" if diff else "")

@@ -171,22 +171,3 @@ def verify_hashes(ckpt: Path, files: dict[str, dict], names: list[str]) -> str |
         if sha256_file(ckpt / name) != files[name]["sha256"]:
             return name
     return None
-
-
-def check_resume_config(cfg, out: Path, resume: str, world_size: int, *, allow_changes: bool,
-                        trust_checkpoint: bool) -> str:
-    """One-process version of the resume guards (``--check`` and the launchers): the manifest's file list
-    and sizes, the geometry, the settings including the data's content hash. Returns a short note."""
-    from bayling.train.cache import data_files, data_sha256
-    from bayling.train.checkpoint import find_resume, load_state
-
-    ckpt = find_resume(Path(out) / "checkpoints", resume)
-    if ckpt is None:
-        return "new run" if resume != "none" else "new run (--resume none)"
-    if not trust_checkpoint:
-        read_manifest(ckpt)
-    state = load_state(ckpt)
-    check_geometry(state, geometry(cfg, world_size), ckpt)
-    diff = check_settings(state, settings(cfg, data_sha256(data_files(cfg.data.dir))), ckpt, allow=allow_changes)
-    note = f"resumes from {ckpt.name}"
-    return note + (f" with {len(diff)} allowed change(s)" if diff else "")
