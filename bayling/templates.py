@@ -172,3 +172,15 @@ def stop_token_ids(tokenizer, template: Template) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids and template.stop_at_eos:
         ids.append(tokenizer.eos_token_id)
     return ids
+
+
+def generation_stop_ids(eos, tokenizer, template: Template | None) -> list[int]:
+    """Every id a backend stops at: the generation config's eos (int, list or None; the export writes every
+    end-of-turn id there) plus the template's stop tokens; the tokenizer's eos only when both give nothing.
+    One function so the evaluator's HF and vLLM backends and bayling-chat stop at the same set."""
+    ids = [eos] if isinstance(eos, int) else [i for i in (eos or []) if i is not None]
+    if template is not None:
+        ids += [i for i in stop_token_ids(tokenizer, template) if i not in ids]
+    if not ids and tokenizer.eos_token_id is not None:
+        ids = [tokenizer.eos_token_id]
+    return ids

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayling.errors import BaylingError, ConfigError, read_json
 from bayling.hub import resolve_model
-from bayling.templates import TEMPLATES, Template, get_template, stop_token_ids
+from bayling.templates import TEMPLATES, Template, generation_stop_ids, get_template
 
 Message = dict[str, str]
 META_FILE = "bayling.json"
@@ -145,19 +145,9 @@ class ChatModel:
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
-        self.stop_ids = self._stop_ids(tpl)
+        self.stop_ids = generation_stop_ids(self.model.generation_config.eos_token_id, self.tokenizer, tpl)
         self.context, self.context_source = context_length(meta, self.tokenizer, self.model.config, max_context)
         self._lock = threading.Lock()
-
-    def _stop_ids(self, tpl: Template | None) -> list[int]:
-        """generation_config's eos ids (the export writes every end-of-turn id there) + the template's."""
-        eos = self.model.generation_config.eos_token_id
-        ids = [eos] if isinstance(eos, int) else list(eos or [])
-        if tpl is not None:
-            ids += [i for i in stop_token_ids(self.tokenizer, tpl) if i not in ids]
-        if not ids and self.tokenizer.eos_token_id is not None:
-            ids = [self.tokenizer.eos_token_id]
-        return ids
 
     def describe(self) -> str:
         return (f"{self.path} | template {self.template_name} ({self.template_source}) | context {self.context} "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayling.errors import ConfigError
 from bayling.hub import resolve_model
-from bayling.templates import TEMPLATES, get_template, stop_token_ids
+from bayling.templates import TEMPLATES, generation_stop_ids, get_template
 
 TEMPLATE_HINT = "--template " + "|".join(TEMPLATES)
 
@@ -90,22 +90,12 @@ class HFGenerator:
         self.dtype = dtype
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
-        self.stop_ids = self._stop_ids(tpl)
+        self.stop_ids = generation_stop_ids(self.model.generation_config.eos_token_id, self.tokenizer, tpl)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None or self.pad_id >= self.model.get_input_embeddings().num_embeddings:
             # A pad token added to the tokenizer has no embedding row; at inference padding is masked and
             # outputs are cut at the first stop token, so padding with a stop token is harmless.
             self.pad_id = self.stop_ids[0]
-
-    def _stop_ids(self, tpl) -> list[int]:
-        """Stop at generation_config.eos_token_id (int or list), plus the chosen template's stop tokens."""
-        eos = self.model.generation_config.eos_token_id
-        ids = [eos] if isinstance(eos, int) else list(eos or [])
-        if tpl is not None:
-            ids += [i for i in stop_token_ids(self.tokenizer, tpl) if i not in ids]
-        if not ids and self.tokenizer.eos_token_id is not None:
-            ids = [self.tokenizer.eos_token_id]
-        return ids
 
     def _left_pad(self, rows: list[list[int]]) -> dict:
         return _left_pad_impl(rows, self.pad_id, self.device)
@@ -251,11 +241,7 @@ def vllm_stop_ids(model_dir: str, tokenizer, tpl) -> list[int]:
     the same set the HF backend stops at."""
     gen_file = Path(model_dir) / "generation_config.json"
     gen = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
-    eos = gen.get("eos_token_id", tokenizer.eos_token_id)
-    ids = list(eos) if isinstance(eos, list) else [eos]
-    if tpl is not None:
-        ids += [i for i in stop_token_ids(tokenizer, tpl) if i not in ids]
-    return [i for i in ids if i is not None]
+    return generation_stop_ids(gen.get("eos_token_id", tokenizer.eos_token_id), tokenizer, tpl)
 
 
 def check_vllm() -> None:
