@@ -67,7 +67,7 @@ def write_sources(root: Path, scale: float) -> None:
             out.append({"instruction": rec["instruction"], "input": f"{lines[i]} {lines[j]}", "output": rec["output"]})
         return out
 
-    n_zh, n_en = int(500_000 * scale), int(330_000 * scale)  # >= 1.07x quota / cap (3): room for drops
+    n_zh, n_en = int(600_000 * scale), int(400_000 * scale)  # 1.3x / 1.43x quota / cap (3): room for dedup drops
     half = n_zh // 2
     base = root / "BelleGroup" / "train_0.5M_CN"
     base.mkdir(parents=True)
@@ -124,6 +124,7 @@ def run(root: Path, out: Path, workers: int, scale: float) -> dict:
             "peak_rss_mb": round(field("Maximum resident set size (kbytes)") / 1024),
             "peak_tree_rss_mb": round(tree_peak / 1024),
             "train": m["train"]["records"], "valid": m["valid"]["records"],
+            "mix_reached": m["mix"]["reached_total"], "shortfalls": m["mix"]["shortfalls"],
             "unique": m["pipeline"]["unique_kept"], "languages": len(m["languages"]),
             "load_after": os.getloadavg()}
 
