@@ -87,6 +87,7 @@ def test_local_task_is_the_hub_task_with_only_the_data_location_changed(loaded, 
     assert task.config.num_fewshot == (shots or 0)
     assert scored_split(task) == scored
     assert fewshot_source(task) == (fewshot or scored)
+    assert fewshot is None or fewshot != scored
     docs = list(task.eval_docs)
     assert task.doc_to_text(docs[0]) == prompt
     for split, files in task.config.dataset_kwargs["data_files"].items():
