@@ -223,3 +223,19 @@ def test_cli_refuses_an_unreadable_snapshot_with_one_line(tmp_path, task, setup,
                    + ["--tasks", task, "--data-dir", str(tmp_path / "data")], cwd=tmp_path, timeout=180)
     assert_one_line_error(proc, "bayling-eval", *needles)
     assert_untouched(before, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_real_run_records_local_hashes_shots_and_filters(tiny_llama2, tmp_path):
+    """The whole `--suite knowledge --data-dir` path with a model: results.json names the builder, the paper's
+    shot count, MGSM's first answer filter and a hash of the local files."""
+    from bayling.eval.knowledge import run_knowledge_suite
+
+    doc = run_knowledge_suite(str(tiny_llama2), "knowledge", tmp_path / "out", limit=1, batch_size=4,
+                              tasks=["m_mmlu_de", "xnli_de", "mgsm_direct_de"], data_dir=str(FIXTURES))
+    rows = doc["tasks"]
+    assert {n: (r["dataset"], r["num_fewshot"], r["filter"]) for n, r in rows.items()} == {
+        "m_mmlu_de": ("json", 25, "none"), "xnli_de": ("parquet", 0, "none"),
+        "mgsm_direct_de": ("parquet", 0, "remove_whitespace")}
+    assert all(len(r["data_hash"]) == 64 for r in rows.values()) and doc["skipped"] == {}
+    assert json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))["tasks"].keys() == rows.keys()
