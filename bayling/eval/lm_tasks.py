@@ -229,6 +229,8 @@ HARNESS_FOLDERS: list[tuple[str, str]] = [
     ("xnli_eu", ""),
     ("xnli", "xnli"),
     ("mgsm_direct", "mgsm/direct"),
+    ("mgsm_native_cot", "mgsm/native_cot"),
+    ("cmmlu", "cmmlu"),
 ]
 
 
