@@ -58,6 +58,7 @@ def _suite_labels() -> dict[str, tuple[str, str]]:
         table[f"xnli_{lang}"] = ("xnli", lang)
     for lang in MGSM_LANGS:
         table[f"mgsm_direct_{lang}"] = ("mgsm", lang)
+        table[f"mgsm_native_cot_{lang}"] = ("mgsm_native_cot", lang)
     for name in ("arc_challenge", "arc_easy", "hellaswag"):
         table[name] = (name, "eng_Latn")
     return table
