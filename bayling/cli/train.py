@@ -264,7 +264,7 @@ def _forward_stderr(proc: subprocess.Popen, log) -> bool:
 
 def _prepare_only(cfg: TrainConfig) -> int:
     from bayling.hub import resolve_model
-    from bayling.train.cache import prepare_cache
+    from bayling.train.cache import CacheSpec, prepare_cache
     from bayling.train.tokenize import tokenizer_source
 
     cfg.require_paths()
@@ -272,8 +272,7 @@ def _prepare_only(cfg: TrainConfig) -> int:
         tok_src = tokenizer_source(cfg, cfg.model.path)
     else:
         tok_src = tokenizer_source(cfg, resolve_model(cfg.model.path, option="model.path"))
-    path = prepare_cache(cfg.data.dir, tok_src, cfg.data.template, cfg.data.max_length, cfg.data.overlong,
-                         cfg.token_cache_root())
+    path = prepare_cache(CacheSpec.for_run(cfg, tok_src))
     print(f"token cache ready: {path} (see {path / 'STATS.md'})")
     return 0
 

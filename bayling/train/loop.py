@@ -30,7 +30,6 @@ import torch.distributed as dist
 
 from bayling.train import checkpoint as ckpt
 from bayling.train.packing import (
-    IGNORE_INDEX,
     bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
@@ -40,6 +39,7 @@ from bayling.train.packing import (
     plan_steps,
     step_target_tokens,
 )
+from bayling.train.tokenize import IGNORE_INDEX
 
 DONE, STOPPED, NONFINITE = "done", "stopped", "nonfinite"
 # Exit codes (documented in docs/training.md): a signal stop is a SUCCESSFUL exit (0) because torchrun and

@@ -13,8 +13,9 @@ import yaml
 
 from bayling.config import load_config
 from bayling.errors import ConfigError
+from bayling.paths import REPO_ROOT
 from bayling.train.config import TrainConfig
-from bayling.train.engine import REPO_ROOT, auto_values, fill_auto, lr_schedule
+from bayling.train.engine import auto_values, fill_auto, lr_schedule
 
 RECIPES = sorted((REPO_ROOT / "data" / "recipes" / "train").glob("*.yaml"))
 

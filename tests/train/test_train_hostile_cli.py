@@ -23,6 +23,7 @@ import pytest
 import train_harness as th
 from hostile import REPO, assert_one_line_error, assert_untouched, cli_env, run_cli, snapshot
 
+from bayling.hashing import sha256_file
 from bayling.train import resume_guard as guard
 from bayling.train import rundir
 
@@ -327,7 +328,7 @@ def _fake_checkpoint(out: Path, *, settings: dict | None, manifest: bool = True)
     ckpt.mkdir(parents=True)
     (ckpt / "mp_rank_00_model_states.pt").write_bytes(b"pickle stand-in")
     if manifest:
-        guard.write_manifest(ckpt, {"mp_rank_00_model_states.pt": guard.sha256_file(ckpt / "mp_rank_00_model_states.pt")})
+        guard.write_manifest(ckpt, {"mp_rank_00_model_states.pt": sha256_file(ckpt / "mp_rank_00_model_states.pt")})
     state = {"step": 4, "world_size": 1, "micro_batch": 2, "grad_accum": 2, "seed": 42, "packing": True,
              "max_length": 256, "settings": settings}
     (ckpt / "train_state.json").write_text(json.dumps(state))
