@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from hostile import run_cli
 
 from bayling.config import load_config
 from bayling.errors import ConfigError
@@ -21,8 +22,8 @@ RECIPES = sorted((REPO_ROOT / "data" / "recipes" / "train").glob("*.yaml"))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bayling.cli.train", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    """bayling-train's ``main(argv)`` in this process, output captured (tests/hostile.py)."""
+    return run_cli("bayling-train", list(args), cwd=REPO_ROOT)
 
 
 def test_the_four_recipes_exist_and_load():

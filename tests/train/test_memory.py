@@ -103,13 +103,11 @@ def test_bad_arguments(tmp_path):
                                            ("llama3_8b", "micro-batch 2 x 4096 tokens")])
 def test_estimate_memory_reads_the_config(recipe, expect):
     """`--estimate-memory --config` takes model, ZeRO stage, micro batch and length from the run's config."""
-    import subprocess
-    import sys
+    from hostile import run_cli
 
     from bayling.paths import REPO_ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "bayling.cli.train", "--estimate-memory", "--config",
-                           str(REPO_ROOT / "data/recipes/train" / f"{recipe}.yaml")], capture_output=True,
-                          text=True, timeout=120, cwd=REPO_ROOT)
+    proc = run_cli("bayling-train", ["--estimate-memory", "--config",
+                                     str(REPO_ROOT / "data/recipes/train" / f"{recipe}.yaml")], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     assert expect in proc.stdout.splitlines()[0]
