@@ -190,28 +190,11 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     from bayling.train.preflight import check_vocab
 
     check_vocab(model_dir, train_cache.meta.get("vocab_size"), tok_src)
-    ga = cfg.resolved_grad_accum(world)
-    if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
-        from bayling.train.packing import instruction_grad_accum
-
-        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
-                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
-    mask_dtype = torch_dtype(cfg.dtype)
-    common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
-                  attn_implementation=cfg.model.attn_implementation, mask_dtype=mask_dtype,
-                  packing=cfg.data.packing, micro_batch=cfg.micro_batch)
-    try:
-        plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
-        plan.plan(0)
-    except ValueError as err:  # a step that cannot give every rank work
-        raise ConfigError(str(err), field="instructions_per_step") from None
-    if plan.steps_per_epoch == 0:
-        raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
-                          f"(micro_batch x grad_accum x world size = {cfg.micro_batch * ga * world})",
-                          field="micro_batch")
+    plan, common = step_plan(cfg, train_cache, world)
+    ga = plan.grad_accum
     valid = open_cache(cache_path, "valid")
     valid_plan = DataPlan.build(valid, **common) if cfg.eval_every and len(valid) else None
-    total = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
+    total = total_steps(cfg, plan)
     data_sha = train_cache.meta.get("data_sha256")
     state_extra = {**guard.geometry(cfg, world, ga), "n_sequences": len(plan.bins), "total_steps": total,
                    "cache_key": train_cache.meta["key"], "settings": guard.settings(cfg, data_sha)}
@@ -238,6 +221,36 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     if rank == 0:
         write_run_files(run)
     return run
+
+
+def step_plan(cfg: TrainConfig, train_cache, world: int):
+    """(the run's :class:`~bayling.train.loop.DataPlan` over this token cache for ``world`` processes, the
+    keyword arguments a validation plan shares). One function for the run and for ``--print-config``."""
+    from bayling.train.loop import DataPlan
+
+    ga = cfg.resolved_grad_accum(world)
+    if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
+        from bayling.train.packing import instruction_grad_accum
+
+        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
+                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
+    common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
+                  attn_implementation=cfg.model.attn_implementation, mask_dtype=torch_dtype(cfg.dtype),
+                  packing=cfg.data.packing, micro_batch=cfg.micro_batch)
+    try:
+        plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
+        plan.plan(0)
+    except ValueError as err:  # a step that cannot give every rank work
+        raise ConfigError(str(err), field="instructions_per_step") from None
+    if plan.steps_per_epoch == 0:
+        raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
+                          f"(micro_batch x grad_accum x world size = {cfg.micro_batch * ga * world})",
+                          field="micro_batch")
+    return plan, common
+
+
+def total_steps(cfg: TrainConfig, plan) -> int:
+    return cfg.max_steps or cfg.epochs * plan.steps_per_epoch
 
 
 def write_run_files(run: Run) -> None:
