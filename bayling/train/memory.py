@@ -251,6 +251,6 @@ def format_estimate(est: MemoryEstimate) -> str:
     if est.cpu_per_node:
         lines.append(f"{'CPU RAM per node for offloaded states':<{width}}  {est.cpu_per_node / GiB:8.2f}")
     lines.append("")
-    lines.append("Model states follow DeepSpeed's estimate_zero2/3_model_states_mem_needs; activations are an "
+    lines.append("Model states (ZeRO-2/3) are DeepSpeed's estimate_zero2/3_model_states_mem_needs; activations are an "
                  "analytic estimate for a Llama block with SDPA/flash attention.")
     return "\n".join(lines)
