@@ -22,6 +22,7 @@ from bayling.errors import BaylingError, OfflineError
 from bayling.eval import lm_tasks
 from bayling.eval.knowledge_report import summarize, write_reports
 from bayling.eval.labels import Labeller
+from bayling.hashing import update_from_file
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def data_hash(config: dict[str, Any]) -> str | None:
             for f in files_here:
                 h.update(f.name.encode() + b"\0")
                 if f.is_file():
-                    h.update(f.read_bytes())
+                    update_from_file(h, f)
     return h.hexdigest()
 
 

@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 
 from bayling.errors import BaylingError, DataError
+from bayling.paths import REPO_ROOT
 
-REPO_LABELS = Path(__file__).resolve().parents[2] / "eval" / "tasks" / "labels.yaml"
+REPO_LABELS = REPO_ROOT / "eval" / "tasks" / "labels.yaml"
 LABEL_FILE = "labels.yaml"
 
 #: Languages of the lm-eval groups the knowledge suite runs (lm-eval 0.4.13's task folders), by task suffix.

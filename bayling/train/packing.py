@@ -46,7 +46,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from bayling.train.tokenize import IGNORE_INDEX
+
 FLASH_IMPLS = ("flash_attention_2", "flash_attention_3")
 
 
