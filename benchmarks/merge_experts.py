@@ -98,12 +98,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--base-steps", type=int, default=400)
     ap.add_argument("--expert-steps", type=int, default=150)
     ap.add_argument("--base-lr", type=float, default=3e-3)
-    ap.add_argument("--expert-lr", type=float, default=1e-3)
+    ap.add_argument("--expert-lr", default="1e-3",
+                    help="one lr for both experts, or per expert: xen=3e-4,enx=1e-3")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=5, help="PSO iterations")
     ap.add_argument("--methods", default="pso,linear,task_arithmetic,ties,dare_linear")
     ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--eval-threads", default="1",
+                    help="OMP_NUM_THREADS of the generation steps (bayling-eval, bayling-merge). Default 1: on "
+                         "a shared 2-core machine 2 threads were ~10x slower per step (spinning OpenMP threads)")
     ap.add_argument("--skip-training", action="store_true", help="stop with an error if a model is missing")
     ap.add_argument("--train-only", action="store_true", help="train and check the experts' dev gains, no merge")
     ap.add_argument("--force", action="store_true", help="merge even when an expert did not gain over the base")
@@ -162,6 +166,16 @@ def summarize(report: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", {"gain": gain, "kept": kept, "test_mean": mean_test, "goals": goals}
 
 
+def expert_lrs(text: str) -> dict[str, float]:
+    """``3e-4`` (both experts) or ``xen=3e-4,enx=1e-3``."""
+    if "=" not in text:
+        return {n: float(text) for n in EXPERTS}
+    given = {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+    if set(given) != set(EXPERTS):
+        sys.exit(f"merge_experts: --expert-lr needs a value for each of {', '.join(EXPERTS)}")
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = (REPO / args.out).resolve()
@@ -169,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
     test, dev = split_flores(out, args.test_lines, args.dev_lines)
-    tag = f"lr{args.expert_lr:g}_{args.expert_steps}steps"  # experts of other settings are never reused
-    experts = {n: out / f"expert_{n}_{tag}" / "final" for n in EXPERTS}
+    lrs = expert_lrs(args.expert_lr)
+    tags = {n: f"lr{lrs[n]:g}_{args.expert_steps}steps" for n in EXPERTS}  # other settings never reuse them
+    experts = {n: out / f"expert_{n}_{tags[n]}" / "final" for n in EXPERTS}
     t0 = time.time()
     if not args.skip_training:
         build_data(out / "data_base", "x-en, en-x", 30000, test, dev, env)
@@ -180,15 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         train(out / "model_init", out / "data_base", out / "base", args.base_steps, args.base_lr, env)
         for name in EXPERTS:
             train(out / "base" / "final", out / f"data_{name}", experts[name].parent, args.expert_steps,
-                  args.expert_lr, env)
+                  lrs[name], env)
         print(f"training done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    env = dict(env, OMP_NUM_THREADS=args.eval_threads)  # generation only: torchrun sets its own for training
     gains = check_gains(out, dev, experts, args, env)
     if args.train_only:
         return 0
     if min(gains.values()) <= 0 and not args.force:
         sys.exit("merge_experts: an expert is not better than the base on its own directions (dev); the 80 % "
                  "criterion would be undefined. Change --expert-lr/--expert-steps, or pass --force")
-    merge = out / f"merge_{tag}"
+    merge = out / ("merge_" + "_".join(f"{n}-{t}" for n, t in tags.items()))
     run([tool("bayling-merge"), "--base", str(out / "base" / "final"), "--experts", *map(str, experts.values()),
          "--fitness", f"flores:{dev}", "--langs", LANGS, "--directions", "x-en,en-x",
          "--dev-limit", str(args.dev_limit), "--test-flores-dir", str(test),
