@@ -96,15 +96,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dev-lines", type=int, default=20, help="dev lines held out of training")
     ap.add_argument("--dev-limit", type=int, default=8, help="dev lines per direction the fitness reads")
     ap.add_argument("--base-steps", type=int, default=400)
-    ap.add_argument("--expert-steps", type=int, default=150)
+    ap.add_argument("--expert-steps", type=int, default=200)
     ap.add_argument("--base-lr", type=float, default=3e-3)
-    ap.add_argument("--expert-lr", default="1e-3",
+    ap.add_argument("--expert-lr", default="xen=3e-4,enx=1e-3",
                     help="one lr for both experts, or per expert: xen=3e-4,enx=1e-3")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=5, help="PSO iterations")
     ap.add_argument("--methods", default="pso,linear,task_arithmetic,ties,dare_linear")
     ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--batch-size", default="32", help="generation batch (50 = one batch per test direction)")
     ap.add_argument("--eval-threads", default="1",
                     help="OMP_NUM_THREADS of the generation steps (bayling-eval, bayling-merge). Default 1: on "
                          "a shared 2-core machine 2 threads were ~10x slower per step (spinning OpenMP threads)")
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
          "--fitness", f"flores:{dev}", "--langs", LANGS, "--directions", "x-en,en-x",
          "--dev-limit", str(args.dev_limit), "--test-flores-dir", str(test),
          "--methods", args.methods, "--iterations", str(args.iterations),
-         "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "32", "--seed", "0", "--out", str(merge)], env)
+         "--max-new-tokens", str(args.max_new_tokens), "--batch-size", args.batch_size, "--seed", "0", "--out", str(merge)], env)
     report = json.loads((merge / "report.json").read_text(encoding="utf-8"))
     table, summary = summarize(report)
     (merge / "goals.md").write_text(table + f"\nGoals: {json.dumps(summary['goals'])}\n", encoding="utf-8")
