@@ -140,3 +140,18 @@ def test_flores_plus_lm_eval_is_the_unweighted_mean_of_the_components(merge_mode
     for name, fit in r2["dev_fitness"].items():
         flores = sum(r2["dev_chrf"][name].values()) / 2
         assert fit == pytest.approx((flores + 3 * r2["dev_lm_eval"][name]["copa_it"]) / 4)
+
+
+@pytest.mark.slow
+def test_pso_on_an_lm_eval_fitness_saves_and_continues_its_swarm(merge_models, flores_split, task_dir, tmp_path):
+    out = tmp_path / "out"
+    args = merge_cmd(merge_models, flores_split["dev"], out, "--fitness", "lm-eval:copa_it", "--lm-eval-task-dir",
+                     str(task_dir), "--methods", "pso", "--iterations", "1")
+    assert main(args) == 0
+    first = json.loads((out / "report.json").read_text())
+    assert main([*args[:-1], "2"]) == 0  # a larger --iterations continues the saved swarm, cache included
+    second = json.loads((out / "report.json").read_text())
+    assert [h["iteration"] for h in second["pso"]["history"]] == [0, 1, 2]
+    assert second["pso"]["history"][:2] == first["pso"]["history"]
+    assert second["fitness_evaluations"] < first["fitness_evaluations"]
+    assert set(second["dev_lm_eval"]["pso"]) == {"copa_it"}
