@@ -2,6 +2,7 @@
 
     python benchmarks/merge_experts.py                    # everything, into runs/merge_experts
     python benchmarks/merge_experts.py --skip-training    # reuse base/experts already trained there
+    python benchmarks/merge_experts.py --train-only       # train, then print the experts' dev gains
 
 1. split the demo FLORES lines: the first ``--test-lines`` of each language are the held-out **test** set
    (reported, never searched on), the next ``--dev-lines`` the **dev** set PSO's fitness reads (named
@@ -11,52 +12,53 @@
 3. a random-init tiny Llama with a BPE trained on the base mix (as ``make demo``), ``bayling-train`` for
    ``--base-steps`` on the base mix = the **base**; from it, ``--expert-steps`` on each expert mix = the
    **experts** (same tokenizer, same architecture: a merge needs one base);
-4. ``bayling-merge`` with ``--methods all``: the baselines and PSO-Merging, fitness = mean dev chrF++ of the
-   20 directions, report with dev and test tables.
+4. each expert's gain over the base on its own family, on the dev lines (bayling-eval); no merge (unless
+   ``--force``) when an expert did not gain: the "keeps 80 % of each expert's gain" goal needs a gain;
+5. ``bayling-merge``: the baselines and PSO-Merging, fitness = mean dev chrF++ of the 10 directions, report
+   with dev and test tables; ``goals.md``/``goals.json`` next to it: each expert's test gain on its own
+   family and the share of it each method keeps, and whether the issue's two goals are met.
 
 Every step is the installed console command run as a subprocess, printed before it runs. Steps whose output
-is already complete are skipped, so a killed run resumes where it stopped.
+is already complete are skipped, so a killed run resumes where it stopped; the experts (and the merge) live
+in folders named by ``--expert-lr`` and ``--expert-steps``, so other settings reuse the base, never them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bayling.merge.report import family_means
+
 REPO = Path(__file__).resolve().parent.parent
-FLORES_DEMO = REPO / "data" / "samples" / "flores_demo"
 LANGS = "deu,fra,spa,por,rus"  # 5 of the demo's 10: the laptop budget (10 directions)
 EXPERTS = {"xen": "x-en", "enx": "en-x"}
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        sys.exit(f"merge_experts: step failed (exit {proc.returncode}): {' '.join(cmd[:2])}")
-    print(f"    ({time.time() - t0:.0f} s)", flush=True)
+def load_demo():
+    """scripts/demo.py as a module: its held-out split, model builder and step runner are reused as they are."""
+    spec = importlib.util.spec_from_file_location("bayling_demo", REPO / "scripts" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
+demo = load_demo()
+run, tool = demo.run, demo.tool
 
 
 def split_flores(out: Path, test_lines: int, dev_lines: int) -> tuple[Path, Path]:
-    """Test = first lines (``*.devtest``, what bayling-eval reads); dev = the next ones (``*.dev``)."""
-    test, dev = out / "flores_test", out / "flores_dev"
-    test.mkdir(parents=True, exist_ok=True)
+    """Test = the demo's held-out lines (``*.devtest``, what bayling-eval reads); dev = the next ones (``*.dev``)."""
+    test = demo.hold_out(out, test_lines)
+    dev = out / "flores_dev"
     dev.mkdir(parents=True, exist_ok=True)
-    for f in sorted(FLORES_DEMO.glob("*.devtest")):
+    for f in sorted(demo.FLORES_DEMO.glob("*.devtest")):
         lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
-        (test / f.name).write_text("".join(lines[:test_lines]), encoding="utf-8")
         (dev / f"{f.stem}.dev").write_text("".join(lines[test_lines:test_lines + dev_lines]), encoding="utf-8")
     return test, dev
 
@@ -81,19 +83,10 @@ def train(init: Path, data: Path, out: Path, steps: int, lr: float, env: dict[st
 
 
 def build_untrained(data: Path, init: Path, args: argparse.Namespace) -> None:
-    if (init / "config.json").is_file():
-        return
-    from bayling.models import build_tiny_llama
-    from bayling.tokenizer import train_small_tokenizer
-
-    def texts():
-        for shard in sorted((data / "train").glob("*.jsonl")):
-            for line in shard.open(encoding="utf-8"):
-                yield from (m["content"] for m in json.loads(line)["messages"])
-
-    tok = train_small_tokenizer(texts(), init.parent / "tokenizer", vocab_size=4000)
-    build_tiny_llama(str(tok), init, template="llama2-chat", hidden_size=args.hidden, num_layers=args.layers,
-                     num_heads=4, num_kv_heads=4, intermediate_size=2 * args.hidden)
+    """The demo's untrained model (a 4k BPE trained on the base mix, llama2-chat template)."""
+    if not (init / "config.json").is_file():
+        demo.build_untrained_model(data, init, argparse.Namespace(tokenizer="4000", template="llama2-chat",
+                                                                  hidden=args.hidden, layers=args.layers))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,17 +96,85 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dev-lines", type=int, default=20, help="dev lines held out of training")
     ap.add_argument("--dev-limit", type=int, default=8, help="dev lines per direction the fitness reads")
     ap.add_argument("--base-steps", type=int, default=400)
-    ap.add_argument("--expert-steps", type=int, default=150)
+    ap.add_argument("--expert-steps", type=int, default=200)
     ap.add_argument("--base-lr", type=float, default=3e-3)
-    ap.add_argument("--expert-lr", type=float, default=1e-3)
+    ap.add_argument("--expert-lr", default="xen=3e-4,enx=1e-3",
+                    help="one lr for both experts, or per expert: xen=3e-4,enx=1e-3")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=5, help="PSO iterations")
     ap.add_argument("--methods", default="pso,linear,task_arithmetic,ties,dare_linear")
     ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--batch-size", default="32", help="generation batch (50 = one batch per test direction)")
+    ap.add_argument("--eval-threads", default="1",
+                    help="OMP_NUM_THREADS of the generation steps (bayling-eval, bayling-merge). Default 1: on "
+                         "a shared 2-core machine 2 threads were ~10x slower per step (spinning OpenMP threads)")
     ap.add_argument("--skip-training", action="store_true", help="stop with an error if a model is missing")
-    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="train and check the experts' dev gains, no merge")
+    ap.add_argument("--force", action="store_true", help="merge even when an expert did not gain over the base")
     return ap.parse_args(argv)
+
+
+def check_gains(out: Path, dev: Path, experts: dict[str, Path], args: argparse.Namespace,
+                env: dict[str, str]) -> dict[str, float]:
+    """Each expert's mean dev chrF++ gain over the base on its own family (bayling-eval on all dev lines).
+
+    WHY before the merge: "keeps 80 % of each expert's gain" means nothing for an expert that did not gain.
+    bayling-eval reads ``*.devtest`` names, so the dev lines are copied under that name (still the dev lines).
+    """
+    folder = out / "gain_check"
+    flores = folder / "flores_dev_lines"
+    flores.mkdir(parents=True, exist_ok=True)
+    for f in sorted(dev.glob("*.dev")):
+        (flores / f"{f.stem}.devtest").write_bytes(f.read_bytes())
+    common = ["--suite", "flores", "--flores-dir", str(flores), "--langs", LANGS, "--directions", "x-en,en-x",
+              "--beams", "1", "--batch-size", "32", "--max-new-tokens", str(args.max_new_tokens), "--no-progress"]
+    fams = {}
+    for name, model in {"base": out / "base" / "final", **experts}.items():
+        dest = folder / model.parent.name
+        if not (dest / "results.json").is_file():
+            run([tool("bayling-eval"), *common, "--model", str(model), "--out", str(dest)], env)
+        fams[name] = family_means(demo.chrf_by_direction(dest))
+    gains = {n: fams[n][EXPERTS[n]] - fams["base"][EXPERTS[n]] for n in experts}
+    print("dev chrF++ (all dev lines) by family: " + "; ".join(
+        f"{n} " + ", ".join(f"{f} {v:.2f}" for f, v in fm.items()) for n, fm in fams.items()))
+    print("expert gain over the base on its own family (dev): "
+          + ", ".join(f"{n} ({EXPERTS[n]}) {g:+.2f}" for n, g in gains.items()), flush=True)
+    return gains
+
+
+def summarize(report: dict) -> tuple[str, dict]:
+    """Per expert: its test gain over the base on its own family; per method: the share of it kept."""
+    fams = {name: family_means(sc) for name, sc in report["test_chrf"].items()}
+    experts = {f"expert{i + 1}": EXPERTS[n] for i, n in enumerate(EXPERTS)}
+    gain = {e: fams[e][f] - fams["base"][f] for e, f in experts.items()}
+    methods = [m for m in report["test_chrf"] if m != "base" and not m.startswith("expert")]
+    kept = {m: {e: (fams[m][f] - fams["base"][f]) / gain[e] if gain[e] > 0 else None for e, f in experts.items()}
+            for m in methods}
+    mean_test = {m: sum(sc.values()) / len(sc) for m, sc in report["test_chrf"].items()}
+    best_baseline = max((m for m in methods if m != "pso"), key=mean_test.get, default=None)
+    lines = ["| model | " + " | ".join(f"test {f} (own family of {e})" for e, f in experts.items())
+             + " | test mean | " + " | ".join(f"kept of {e}'s gain" for e in experts) + " |",
+             "|---|" + "---:|" * (2 * len(experts) + 1)]
+    for m in report["test_chrf"]:
+        cells = [f"{fams[m][f]:.2f}" + (f" ({gain[m]:+.2f})" if m == e else "") for e, f in experts.items()]
+        ks = ["" if m in ("base", *experts) or kept[m][e] is None else f"{100 * kept[m][e]:.0f} %" for e in experts]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean_test[m]:.2f} | " + " | ".join(ks) + " |")
+    goals = {"pso_beats_best_baseline": best_baseline is not None and mean_test["pso"] > mean_test[best_baseline],
+             "best_baseline": best_baseline,
+             "experts_gain": all(g > 0 for g in gain.values()),
+             "pso_keeps_80pct_each": "pso" in kept and all(k is not None and k >= 0.8 for k in kept["pso"].values())}
+    return "\n".join(lines) + "\n", {"gain": gain, "kept": kept, "test_mean": mean_test, "goals": goals}
+
+
+def expert_lrs(text: str) -> dict[str, float]:
+    """``3e-4`` (both experts) or ``xen=3e-4,enx=1e-3``."""
+    if "=" not in text:
+        return {n: float(text) for n in EXPERTS}
+    given = {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+    if set(given) != set(EXPERTS):
+        sys.exit(f"merge_experts: --expert-lr needs a value for each of {', '.join(EXPERTS)}")
+    return given
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
     test, dev = split_flores(out, args.test_lines, args.dev_lines)
+    lrs = expert_lrs(args.expert_lr)
+    tags = {n: f"lr{lrs[n]:g}_{args.expert_steps}steps" for n in EXPERTS}  # other settings never reuse them
+    experts = {n: out / f"expert_{n}_{tags[n]}" / "final" for n in EXPERTS}
     t0 = time.time()
     if not args.skip_training:
         build_data(out / "data_base", "x-en, en-x", 30000, test, dev, env)
@@ -131,18 +195,29 @@ def main(argv: list[str] | None = None) -> int:
         build_untrained(out / "data_base", out / "model_init", args)
         train(out / "model_init", out / "data_base", out / "base", args.base_steps, args.base_lr, env)
         for name in EXPERTS:
-            train(out / "base" / "final", out / f"data_{name}", out / f"expert_{name}", args.expert_steps,
-                  args.expert_lr, env)
+            train(out / "base" / "final", out / f"data_{name}", experts[name].parent, args.expert_steps,
+                  lrs[name], env)
         print(f"training done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    env = dict(env, OMP_NUM_THREADS=args.eval_threads)  # generation only: torchrun sets its own for training
+    gains = check_gains(out, dev, experts, args, env)
     if args.train_only:
         return 0
-    run([tool("bayling-merge"), "--base", str(out / "base" / "final"),
-         "--experts", *(str(out / f"expert_{n}" / "final") for n in EXPERTS),
+    if min(gains.values()) <= 0 and not args.force:
+        sys.exit("merge_experts: an expert is not better than the base on its own directions (dev); the 80 % "
+                 "criterion would be undefined. Change --expert-lr/--expert-steps, or pass --force")
+    merge = out / ("merge_" + "_".join(f"{n}-{t}" for n, t in tags.items()))
+    run([tool("bayling-merge"), "--base", str(out / "base" / "final"), "--experts", *map(str, experts.values()),
          "--fitness", f"flores:{dev}", "--langs", LANGS, "--directions", "x-en,en-x",
          "--dev-limit", str(args.dev_limit), "--test-flores-dir", str(test),
          "--methods", args.methods, "--iterations", str(args.iterations),
-         "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "32", "--seed", "0", "--out", str(out / "merge")], env)
-    print((out / "merge" / "report.md").read_text(encoding="utf-8"))
+         "--max-new-tokens", str(args.max_new_tokens), "--batch-size", args.batch_size, "--seed", "0", "--out", str(merge)], env)
+    report = json.loads((merge / "report.json").read_text(encoding="utf-8"))
+    table, summary = summarize(report)
+    (merge / "goals.md").write_text(table + f"\nGoals: {json.dumps(summary['goals'])}\n", encoding="utf-8")
+    (merge / "goals.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print((merge / "report.md").read_text(encoding="utf-8"))
+    print(table)
+    print(f"goals: {summary['goals']}")
     print(f"total {(time.time() - t0) / 60:.1f} min")
     return 0
 

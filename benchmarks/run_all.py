@@ -46,7 +46,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                                         ("--steps", "10", "--langs", "deu", "--out", "runs/bench/ablation_quick")),
     "merge_experts": Benchmark("merge_experts.py", (),
                                ("--base-steps", "10", "--expert-steps", "5", "--test-lines", "5", "--dev-lines", "5",
-                                "--dev-limit", "2", "--out", "runs/bench/merge_quick")),
+                                "--dev-limit", "2", "--force", "--out", "runs/bench/merge_quick")),
     "merge_formulations": Benchmark("merge_formulations.py", ("--params", "2000000", "--experts", "2", "4"),
                                     ("--params", "20000", "--experts", "2", "--iterations", "1")),
     "gpu_mfu": Benchmark("gpu_mfu.py", ("--micro-batch", "4", "--max-length", "2048", "--peak-tflops", "989"),

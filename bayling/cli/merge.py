@@ -1,6 +1,6 @@
 """``bayling-merge``: merge experts fine-tuned from one base into one model (PSO-Merging + MergeKit baselines).
 
-    bayling-merge --base DIR --experts DIR [DIR ...] --fitness flores:DEV_DIR --out DIR \\
+    bayling-merge --base DIR --experts DIR [DIR ...] --fitness flores:DEV_DIR [--fitness lm-eval:TASK] --out DIR \\
         [--methods pso,linear,task_arithmetic,ties,dare_linear,dare_ties | all] \\
         [--langs deu,fra --directions x-en,en-x] [--test-flores-dir DEVTEST_DIR] [--iterations 5] [--seed 0]
 
@@ -39,9 +39,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True, help="the model every expert was fine-tuned from (local folder)")
     p.add_argument("--experts", required=True, nargs="+", help="expert checkpoint folders")
     p.add_argument("--fitness", required=True, action="append",
-                   help="flores:DIR -- a FLORES dev folder (*.dev files); repeat to add folders")
+                   help="flores:DIR -- a FLORES dev folder (*.dev files); lm-eval:TASK[,TASK...] -- lm-eval "
+                        "tasks scored on their validation split; repeat to add more (FLORES and lm-eval are "
+                        "two components of the fitness)")
     p.add_argument("--fitness-weight", dest="fitness_weights", action="append", default=[], metavar="NAME=W",
-                   help="weight of a direction (deu_Latn-eng_Latn) or family (x-en); default: unweighted mean")
+                   help="weight of a direction (deu_Latn-eng_Latn), family (x-en), lm-eval task, or component "
+                        "(flores, lm-eval); default: unweighted means")
+    p.add_argument("--lm-eval-task-dir", dest="lm_eval_task_dir",
+                   help="a folder of lm-eval YAML tasks for --fitness lm-eval: (as bayling-eval --task-dir)")
+    p.add_argument("--num-fewshot", dest="num_fewshot", type=int,
+                   help="lm-eval few-shot count (default: bayling-eval's per task)")
     p.add_argument("--out", required=True, help="output folder: the merged checkpoint, report, swarm state")
     p.add_argument("--methods", type=_csv, default=["pso"], help="comma list of methods or 'all' (default pso)")
     p.add_argument("--final", help="which method's model goes to --out (default: pso, else the best on dev)")
@@ -49,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=_csv, default=["en-x", "x-en", "zh-x", "x-zh"],
                    help="direction families (default: all four)")
     p.add_argument("--flores", type=int, choices=[101, 200], default=101)
-    p.add_argument("--dev-limit", dest="dev_limit", type=int, help="first N dev sentences per direction")
+    p.add_argument("--dev-limit", dest="dev_limit", type=int,
+                   help="first N dev sentences per direction / validation examples per lm-eval task")
     p.add_argument("--test-flores-dir", dest="test_flores_dir",
                    help="FLORES devtest folder: score every method on it for the report (never the fitness)")
     g = p.add_argument_group("PSO (defaults: the paper's values per its public reviews)")
@@ -94,11 +102,13 @@ def _main(argv: list[str] | None) -> int:
                               field=name)
     if a.dev_limit is not None and a.dev_limit < 1:
         raise ConfigError("--dev-limit must be >= 1", field="dev_limit")
+    if a.num_fewshot is not None and a.num_fewshot < 0:
+        raise ConfigError("--num-fewshot must be >= 0", field="num_fewshot")
     methods = list(METHODS) if a.methods == ["all"] else a.methods
     settings = MergeSettings(
         base=a.base, experts=a.experts, fitness=a.fitness, out=a.out, methods=methods, langs=a.langs,
         directions=a.directions, flores=a.flores, dev_limit=a.dev_limit, test_flores_dir=a.test_flores_dir,
-        fitness_weights=a.fitness_weights,
+        fitness_weights=a.fitness_weights, lm_eval_task_dir=a.lm_eval_task_dir, num_fewshot=a.num_fewshot,
         pso=PSOSettings(iterations=a.iterations, inertia=a.inertia, c1=a.c1, c2=a.c2,
                         random_factors=a.random_factors, velocity_clamp=a.velocity_clamp, seed=a.seed),
         formulation=a.formulation, init_velocity=a.init_velocity, dare_density=a.dare_density,

@@ -15,6 +15,7 @@ import logging
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,30 +61,7 @@ def run_knowledge_suite(
     prepare_out_dir(out_dir, create=False)  # a folder we may not write into fails now, not after the whole run
     model_path = resolve_model(model_dir)  # a bad path fails now; loading waits until the data is known good
     with tempfile.TemporaryDirectory(prefix="bayling-tasks-") as tmp:
-        staged = [lm_tasks.stage_task_dir(lm_tasks.LOCAL_TASKS_DIR, Path(tmp) / "bayling")]
-        local_names = set(lm_tasks.make_task_manager(staged, need_defaults=False).all_tasks)
-        user_tasks, user_names = None, frozenset()
-        if task_dir is not None:
-            staged.append(lm_tasks.stage_task_dir(task_dir, Path(tmp) / "user"))
-            user_tasks = lm_tasks.local_task_names(staged[-1])
-            user_names = frozenset(lm_tasks.make_task_manager(staged[-1:], need_defaults=False).all_tasks)
-            local_names |= user_names
-        specs = lm_tasks.expand_specs(suite, tasks, user_tasks, num_fewshot, user_names)
-        builtin = lm_tasks.needs_defaults(specs, local_names)
-        tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
-        if data_dir is not None:  # built-in tasks over local `hf download` folders, protocol unchanged
-            from bayling.eval.local_data import stage_local_data
-
-            overrides = stage_local_data(tm, data_dir, Path(tmp) / "local_data", builtin)
-            if overrides is not None:
-                staged.append(overrides)
-                tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
-        loaded, skipped = lm_tasks.load_all(tm, specs)
-        if not loaded:
-            raise nothing_loaded_error(suite, skipped)
-        for item in loaded:
-            for task in item.loaded["tasks"].values():
-                apply_fewshot(task, item.spec.num_fewshot)
+        loaded, skipped = load_tasks(suite, tasks, task_dir, num_fewshot, data_dir, Path(tmp))
         lm, model_info = load_model(model_path, batch_size, device, dtype)
         raw = evaluate_specs(lm, loaded, limit)
     group_map: dict[str, list[str]] = {}
@@ -95,6 +73,43 @@ def run_knowledge_suite(
                         labeller)
     write_reports(doc, out_dir)
     return doc
+
+
+def load_tasks(suite: str, tasks: list[str] | None, task_dir: str | None, num_fewshot: int | None,
+               data_dir: str | None, tmp: Path, adjust: Callable[[Any], None] | None = None,
+               ) -> tuple[list[lm_tasks.LoadedSpec], dict[str, dict[str, Any]]]:
+    """Stage, load and few-shot-configure the tasks (``tmp``: a folder for the staged YAML), no model needed.
+
+    ``adjust(task)`` runs on every loaded task before its few-shot settings are checked; bayling-merge's
+    fitness uses it to score a task's validation split, so the check sees the split that will be scored.
+    """
+    staged = [lm_tasks.stage_task_dir(lm_tasks.LOCAL_TASKS_DIR, tmp / "bayling")]
+    local_names = set(lm_tasks.make_task_manager(staged, need_defaults=False).all_tasks)
+    user_tasks, user_names = None, frozenset()
+    if task_dir is not None:
+        staged.append(lm_tasks.stage_task_dir(task_dir, tmp / "user"))
+        user_tasks = lm_tasks.local_task_names(staged[-1])
+        user_names = frozenset(lm_tasks.make_task_manager(staged[-1:], need_defaults=False).all_tasks)
+        local_names |= user_names
+    specs = lm_tasks.expand_specs(suite, tasks, user_tasks, num_fewshot, user_names)
+    builtin = lm_tasks.needs_defaults(specs, local_names)
+    tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
+    if data_dir is not None:  # built-in tasks over local `hf download` folders, protocol unchanged
+        from bayling.eval.local_data import stage_local_data
+
+        overrides = stage_local_data(tm, data_dir, tmp / "local_data", builtin)
+        if overrides is not None:
+            staged.append(overrides)
+            tm = lm_tasks.make_task_manager(staged, bool(builtin), builtin)
+    loaded, skipped = lm_tasks.load_all(tm, specs)
+    if not loaded:
+        raise nothing_loaded_error(suite, skipped)
+    for item in loaded:
+        for task in item.loaded["tasks"].values():
+            if adjust is not None:
+                adjust(task)
+            apply_fewshot(task, item.spec.num_fewshot)
+    return loaded, skipped
 
 
 def nothing_loaded_error(suite: str, skipped: dict[str, dict[str, Any]]) -> BaylingError:

@@ -1,11 +1,13 @@
-"""Fitness of a candidate merge: the project's own FLORES evaluation on a dev split, cached per model state.
+"""Fitness of a candidate merge: the project's own evaluators on dev splits, cached per model state.
 
-Why the dev split and only it: PSO picks the model with the best fitness, so whatever the fitness reads is
-fitted to. The fitness therefore reads FLORES' *dev* files (``*.dev``: ``flores101_dataset/dev/`` or the
+Why dev splits and only them: PSO picks the model with the best fitness, so whatever the fitness reads is
+fitted to. ``--fitness flores:DIR`` reads FLORES' *dev* files (``*.dev``: ``flores101_dataset/dev/`` or the
 FLORES-200 ``dev/`` folder), while bayling-eval and the report's test table read ``*.devtest``; with
 ``--test-flores-dir`` any sentence shared by the two is an error. Scores are bayling-eval's (same prompt,
-chat template, generation and sacrebleu chrF++), produced by its public ``run_tasks``; the fitness is the
-(optionally weighted) mean chrF++ over the chosen directions, unweighted by default as in the paper.
+chat template, generation and sacrebleu chrF++), produced by its public ``run_tasks``.
+``--fitness lm-eval:TASK,...`` scores lm-eval tasks on their validation split (``lm_fitness``). Each kind is
+one component, the (optionally weighted) mean of its directions or tasks; the fitness is the (optionally
+weighted) mean of the components, unweighted by default as in the paper.
 
 The generator is loaded once from the base; each candidate's weights are copied into it, so a fitness call
 costs one set of generations, not a model load. Results are cached by a digest of the candidate (its
@@ -39,15 +41,23 @@ class GenSettings:
     repetition_penalty: float = 1.0
 
 
-def parse_fitness_spec(spec: str) -> Path:
-    """``flores:DIR`` (the only kind so far); DIR must hold FLORES dev files."""
+FITNESS_KINDS = ("flores", "lm-eval")
+
+
+def parse_fitness_spec(spec: str) -> tuple[str, Path | list[str]]:
+    """``flores:DIR`` (a FLORES dev folder) or ``lm-eval:TASK[,TASK...]`` (scored on their validation split)."""
     kind, sep, value = spec.partition(":")
-    if not sep or kind != "flores" or not value:
-        raise MergeError(f"--fitness takes flores:DIR (a FLORES dev folder), got {spec!r}", field="fitness")
+    if not sep or kind not in FITNESS_KINDS or not value:
+        raise MergeError(f"--fitness takes flores:DIR (a FLORES dev folder) or lm-eval:TASK[,TASK...], got {spec!r}",
+                         field="fitness")
+    if kind == "lm-eval":
+        from bayling.merge.lm_fitness import parse_task_list
+
+        return kind, parse_task_list(value)
     p = Path(value)
     if not p.is_dir():
         raise MergeError("FLORES dev folder does not exist", path=p, field="fitness")
-    return p
+    return kind, p
 
 
 def build_dev_tasks(dev_dir: Path, langs: str, families: list[str], version: int,
@@ -91,26 +101,40 @@ def check_disjoint(dev: list[Task], test: list[Task]) -> None:
                                  "must never read test data", path=t.files["source"], line=i, field="fitness")
 
 
-def parse_weights(items: list[str], tasks: list[Task]) -> dict[str, float]:
-    """``NAME=W`` with NAME a direction (deu_Latn-eng_Latn) or a family (x-en); default 1 each."""
-    weights = {t.name: 1.0 for t in tasks}
+@dataclass
+class Weights:
+    """Per FLORES direction, per lm-eval task, and per component (``flores``, ``lm-eval``); 1 unless given."""
+    flores: dict[str, float]
+    lm_eval: dict[str, float]
+    kinds: dict[str, float]
+
+
+def parse_weights(items: list[str], tasks: list[Task], lm_tasks: list[str] | None = None) -> Weights:
+    """``NAME=W``: NAME a direction (deu_Latn-eng_Latn), a family (x-en), an lm-eval task, or a component."""
+    lm_tasks = lm_tasks or []
+    w = Weights({t.name: 1.0 for t in tasks}, {n: 1.0 for n in lm_tasks},
+                {k: 1.0 for k, used in zip(FITNESS_KINDS, (tasks, lm_tasks)) if used})
     for item in items:
         name, sep, value = item.partition("=")
         try:
-            w = float(value)
+            weight = float(value)
         except ValueError:
-            w = -1.0
-        if not sep or w < 0:
+            weight = -1.0
+        if not sep or weight < 0:
             raise MergeError(f"--fitness-weight takes NAME=W with W >= 0, got {item!r}", field="fitness_weight")
-        hit = [t.name for t in tasks if name in (t.name, *t.families)]
-        if not hit:
-            raise MergeError(f"--fitness-weight {name!r} matches no fitness direction; directions: "
-                             f"{', '.join(t.name for t in tasks)}", field="fitness_weight")
-        for h in hit:
-            weights[h] = w
-    if sum(weights.values()) <= 0:
-        raise MergeError("--fitness-weight leaves every direction at weight 0", field="fitness_weight")
-    return weights
+        hits = [(w.kinds, name)] if name in w.kinds else \
+            [(w.flores, t.name) for t in tasks if name in (t.name, *t.families)] + \
+            [(w.lm_eval, n) for n in lm_tasks if n == name]
+        if not hits:
+            known = [*w.kinds, *(t.name for t in tasks), *lm_tasks]
+            raise MergeError(f"--fitness-weight {name!r} matches no fitness direction, lm-eval task or component; known: "
+                             f"{', '.join(known)}", field="fitness_weight")
+        for table, key in hits:
+            table[key] = weight
+    for label, table in (("direction", w.flores), ("lm-eval task", w.lm_eval), ("component", w.kinds)):
+        if table and sum(table.values()) <= 0:
+            raise MergeError(f"--fitness-weight leaves every {label} at weight 0", field="fitness_weight")
+    return w
 
 
 def state_digest(vec: torch.Tensor) -> str:
@@ -158,15 +182,23 @@ class Scorer:
 
 
 class Fitness:
-    """Weighted mean dev chrF++ of a candidate, cached in ``fitness_cache.json`` by the candidate's digest."""
+    """The fitness of a candidate, cached in ``fitness_cache.json`` by the candidate's digest.
 
-    def __init__(self, scorer: Scorer, tasks: list[Task], weights: dict[str, float], cache_path: Path,
-                 identity: dict) -> None:
+    Each component (FLORES: mean dev chrF++ over the directions; lm-eval: mean validation accuracy in percent
+    over the tasks) is a weighted mean of its items, and the fitness the weighted mean of the components:
+    unweighted at every level by default, as the paper's mean over tasks.
+    """
+
+    def __init__(self, scorer: Scorer, tasks: list[Task], weights: Weights, cache_path: Path, identity: dict,
+                 lm_scorer=None) -> None:
         """``identity``: the models, dev data and generation settings the cached scores belong to; a cache
-        of anything else is refused (its keys would name other models)."""
+        of anything else is refused (its keys would name other models). ``lm_scorer``: an
+        ``lm_fitness.LmEvalScorer`` when lm-eval tasks are part of the fitness."""
         self.scorer = scorer
+        self.lm_scorer = lm_scorer
         self.tasks = tasks
-        self.weights = weights
+        self.weights = weights.flores
+        self.all_weights = weights
         self.cache_path = cache_path
         self.identity = identity
         self.cache: dict[str, Any] = {}
@@ -188,19 +220,44 @@ class Fitness:
     def __call__(self, key: str, state: Callable[[], dict[str, torch.Tensor]]) -> float:
         if key in self.cache:
             return float(self.cache[key]["fitness"])
-        scores = self.scorer.score(key, state, self.tasks, self.scorer.work / "dev" / key)
-        total = sum(self.weights.values())
-        fit = sum(self.weights[d] * scores[d] for d in scores) / total
-        self.cache[key] = {"fitness": fit, "chrf": scores}
+        memo: dict[str, dict[str, torch.Tensor]] = {}
+
+        def once() -> dict[str, torch.Tensor]:  # a candidate is materialised once for all components
+            if "state" not in memo:
+                memo["state"] = state()
+            return memo["state"]
+
+        entry: dict[str, Any] = {"chrf": {}}
+        parts: dict[str, float] = {}
+        if self.tasks:
+            entry["chrf"] = self.scorer.score(key, once, self.tasks, self.scorer.work / "dev" / key)
+            parts["flores"] = weighted_mean(entry["chrf"], self.all_weights.flores)
+        if self.lm_scorer is not None:
+            entry["lm_eval"] = self.lm_scorer.score(key, once, self.scorer.work / "dev-lm-eval" / key)
+            parts["lm-eval"] = weighted_mean(entry["lm_eval"], self.all_weights.lm_eval)
+        entry["fitness"] = weighted_mean(parts, self.all_weights.kinds)
+        if len(parts) > 1:
+            entry["components"] = parts
+        self.cache[key] = entry
         self.evaluations += 1
         self._save()
-        return fit
+        return float(entry["fitness"])
 
     def scores(self, key: str) -> dict[str, float]:
+        """FLORES dev chrF++ per direction of a cached candidate."""
         return dict(self.cache[key]["chrf"])
+
+    def lm_eval_scores(self, key: str) -> dict[str, float]:
+        """lm-eval validation score (percent) per task of a cached candidate."""
+        return dict(self.cache[key].get("lm_eval") or {})
 
     def alias(self, key: str, existing: str) -> None:
         """Record that ``key`` is the same model as ``existing`` (a starting model in the weights formulation)."""
         if key != existing and key not in self.cache:
             self.cache[key] = self.cache[existing]
             self._save()
+
+
+def weighted_mean(scores: dict[str, float], weights: dict[str, float]) -> float:
+    total = sum(weights[k] for k in scores)
+    return sum(weights[k] * v for k, v in scores.items()) / total

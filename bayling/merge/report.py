@@ -47,13 +47,27 @@ def family_means(scores: dict[str, float]) -> dict[str, float]:
     return {f: sum(v) / len(v) for f, v in sorted(fams.items())}
 
 
+def fitness_words(doc: dict) -> str:
+    """The fitness in words: its components, how many items each averages, and whether it is weighted."""
+    weighted = "weighted" if doc["settings"]["fitness_weights"] else "unweighted"
+    parts = []
+    n_dirs = len(next(iter(doc["dev_chrf"].values()), {}))
+    if n_dirs:
+        parts.append(f"mean FLORES dev chrF++ over {n_dirs} directions")
+    if doc.get("dev_lm_eval"):
+        n_tasks = len(next(iter(doc["dev_lm_eval"].values())))
+        parts.append(f"mean lm-eval validation score (percent) over {n_tasks} tasks")
+    if len(parts) > 1:
+        return f"{weighted} mean of two components, " + " and ".join(parts)
+    return f"{parts[0] if parts else 'none'} ({weighted})"
+
+
 def markdown(doc: dict) -> str:
     s = doc["settings"]
     lines = ["# bayling-merge report", "",
              f"Base: `{doc['base']}`; experts: " + ", ".join(f"`{e}`" for e in doc["experts"]) + ".",
-             f"Merged model written to this folder: **{doc['final']}**. Fitness: mean FLORES dev chrF++ "
-             f"({'weighted' if s['fitness_weights'] else 'unweighted'}) over {len(next(iter(doc['dev_chrf'].values())))} "
-             f"directions; {doc['fitness_evaluations']} evaluations this run (the rest from the cache).", ""]
+             f"Merged model written to this folder: **{doc['final']}**. Fitness: {fitness_words(doc)}; "
+             f"{doc['fitness_evaluations']} evaluations this run (the rest from the cache).", ""]
     if "pso" in doc:
         p = s["pso"]
         lines += [f"PSO: {len(doc['starting_models'])} particles ({', '.join(doc['starting_models'])}), "
@@ -89,6 +103,12 @@ def markdown(doc: dict) -> str:
                   "|---|" + "---:|" * len(doc["test_chrf"])]
         for d in dirs:
             lines.append(f"| {d} | " + " | ".join(f"{sc[d]:.1f}" for sc in doc["test_chrf"].values()) + " |")
+    if doc.get("dev_lm_eval"):
+        tasks = sorted(next(iter(doc["dev_lm_eval"].values())))
+        lines += ["", "## lm-eval on the validation split (fitness component, percent)", "",
+                  "| model | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+        for name, sc in doc["dev_lm_eval"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{sc[t]:.1f}" for t in tasks) + " |")
     if "pso" in doc:
         lines += ["", "## PSO fitness per iteration", "", "| iteration | global best | particles |", "|---:|---:|---|"]
         for h in doc["pso"]["history"]:
@@ -115,7 +135,7 @@ def plot_fitness(doc: dict, path: Path) -> None:
             ax.axhline(fit, linestyle="--", linewidth=0.8, color="grey")
             ax.annotate(name, (its[-1], fit), fontsize=7, color="grey")
     ax.set_xlabel("PSO iteration")
-    ax.set_ylabel("dev fitness (mean chrF++)")
+    ax.set_ylabel("dev fitness")
     ax.set_title("PSO-Merging fitness (dashed: baselines)")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -63,6 +63,8 @@ class MergeSettings:
     dev_limit: int | None = None
     test_flores_dir: str | None = None
     fitness_weights: list[str] = field(default_factory=list)
+    lm_eval_task_dir: str | None = None  # a folder of lm-eval YAML tasks for --fitness lm-eval:
+    num_fewshot: int | None = None       # lm-eval few-shot override (default: bayling-eval's per task)
     pso: pso.PSOSettings = field(default_factory=pso.PSOSettings)
     formulation: str = "auto"
     init_velocity: float = 0.0      # assumed: 0 = particles start at rest
@@ -117,25 +119,39 @@ def run_merge(s: MergeSettings) -> dict:
     expert_dirs = [model_dir(e, f"expert {i + 1}") for i, e in enumerate(s.experts)]
     if len({d.resolve() for d in [base_dir, *expert_dirs]}) != 1 + len(expert_dirs):
         raise MergeError("the base and the experts must be distinct folders", field="experts")
-    dev_dirs = [parse_fitness_spec(f) for f in s.fitness]
-    if not dev_dirs:
-        raise MergeError("give --fitness flores:DIR (a FLORES dev folder)", field="fitness")
-    dev = [t for d in dev_dirs for t in build_dev_tasks(d, s.langs, s.directions, s.flores, s.dev_limit)]
+    specs = [parse_fitness_spec(f) for f in s.fitness]
+    if not specs:
+        raise MergeError("give --fitness flores:DIR (a FLORES dev folder) or lm-eval:TASK", field="fitness")
+    dev = [t for kind, d in specs if kind == "flores"
+           for t in build_dev_tasks(d, s.langs, s.directions, s.flores, s.dev_limit)]
     test = test_tasks(s)
     check_disjoint(dev, test)
-    weights = parse_weights(s.fitness_weights, dev)
+    lm_names = [n for kind, names in specs if kind == "lm-eval" for n in names]
+    lm_scorer = None
+    if lm_names:  # loads every task's data now: a bad name or split fails before any model
+        from bayling.merge.lm_fitness import LmEvalScorer
+
+        lm_scorer = LmEvalScorer(base_dir, list(dict.fromkeys(lm_names)), s.lm_eval_task_dir, s.num_fewshot,
+                                 s.dev_limit, s.gen.batch_size, s.device, s.dtype)
+    elif s.lm_eval_task_dir is not None:
+        raise MergeError("--lm-eval-task-dir needs --fitness lm-eval:TASK", field="lm_eval_task_dir")
+    weights = parse_weights(s.fitness_weights, dev, sorted(lm_scorer.tasks) if lm_scorer else [])
 
     formulation = choose_formulation(s.formulation, s.pso.random_factors)
     inputs = inputs_fingerprint([base_dir, *expert_dirs])
     if "pso" in s.methods:  # a saved swarm of another search: refuse before any work
-        load_swarm(out / "swarm", swarm_identity(s, formulation, weights, inputs))
+        load_swarm(out / "swarm", swarm_identity(s, formulation, weights.flores, inputs,
+                                                 lm_identity(s, lm_scorer, weights) if lm_scorer else {}))
     from bayling.eval.generate import load_generator
 
     scorer = Scorer(lambda: load_generator(str(base_dir), template=s.template, device=s.device, dtype=s.dtype),
                     s.gen, out / "evals", s.progress, template=s.template)
-    identity = {"inputs": inputs, "dev": [[t.name, data_fingerprint(t), weights[t.name]] for t in dev],
+    identity = {"inputs": inputs, "dev": [[t.name, data_fingerprint(t), weights.flores[t.name]] for t in dev],
                 "gen": asdict(s.gen), "template": s.template, "dare_density": s.dare_density, "seed": s.pso.seed}
-    fitness = Fitness(scorer, dev, weights, out / "fitness_cache.json", json.loads(json.dumps(identity)))
+    if lm_scorer is not None:
+        identity |= lm_identity(s, lm_scorer, weights)
+    fitness = Fitness(scorer, dev, weights, out / "fitness_cache.json", json.loads(json.dumps(identity)),
+                      lm_scorer=lm_scorer)
     base = load_state(base_dir)
     experts = []
     for d in expert_dirs:
@@ -159,7 +175,8 @@ def run_merge(s: MergeSettings) -> dict:
 
     swarm = None
     if "pso" in s.methods:
-        swarm, key, make = run_pso(s, starting, formulation, fitness, onehot, out, inputs)
+        swarm, key, make = run_pso(s, starting, formulation, fitness, onehot, out, inputs,
+                                   lm_identity(s, lm_scorer, weights) if lm_scorer else {})
         entries["pso"] = (key, make)
         dev_fit["pso"] = fitness(key, make)
 
@@ -171,7 +188,10 @@ def run_merge(s: MergeSettings) -> dict:
            "starting_models": starting.labels(), "final": final, "dev_fitness": dev_fit,
            "dev_chrf": {n: fitness.scores(key) for n, (key, _) in entries.items()},
            "test_chrf": test_scores, "fitness_evaluations": fitness.evaluations,
+           "fitness_components": weights.kinds,
            "experts": [str(d) for d in expert_dirs], "base": str(base_dir)}
+    if lm_scorer is not None:
+        doc["dev_lm_eval"] = {n: fitness.lm_eval_scores(key) for n, (key, _) in entries.items()}
     if swarm is not None:
         doc["pso"] = {"history": swarm.history, "gbest_fitness": swarm.gbest_fitness,
                       "gbest": swarm.gbest.tolist() if formulation == "coefficients" else None}
@@ -192,21 +212,28 @@ def settings_doc(s: MergeSettings, formulation: str) -> dict:
     return json.loads(json.dumps(d))
 
 
-def swarm_identity(s: MergeSettings, formulation: str, weights: dict[str, float], inputs: list) -> dict:
+def lm_identity(s: MergeSettings, lm_scorer, weights) -> dict:
+    """What lm-eval scores belong to: the tasks (scored split, config and data hashes), their weights."""
+    return {"lm_eval": [[*row, weights.lm_eval[row[0]]] for row in lm_scorer.fingerprint()],
+            "lm_eval_fewshot": s.num_fewshot, "components": weights.kinds}
+
+
+def swarm_identity(s: MergeSettings, formulation: str, weights: dict[str, float], inputs: list,
+                   extra: dict | None = None) -> dict:
     """What a saved swarm must match to be continued: the search, its starting models and its fitness."""
     search = {k: v for k, v in asdict(s.pso).items() if k != "iterations"}  # more iterations = continue
     ident = {"pso": search, "formulation": formulation, "dare_density": s.dare_density,
              "init_velocity": s.init_velocity, "inputs": inputs, "fitness_tasks": sorted(weights.items()),
-             "dev_limit": s.dev_limit, "gen": asdict(s.gen)}
+             "dev_limit": s.dev_limit, "gen": asdict(s.gen), **(extra or {})}
     return json.loads(json.dumps(ident))
 
 
 def run_pso(s: MergeSettings, starting: StartingModels, formulation: str, fitness: Fitness,
-            onehot: list[torch.Tensor], out: Path, inputs: list):
+            onehot: list[torch.Tensor], out: Path, inputs: list, extra: dict):
     """Initialise or resume the swarm, iterate, save after every iteration; returns (state, key, factory)."""
     k = starting.count
     coef = formulation == "coefficients"
-    ident = swarm_identity(s, formulation, fitness.weights, inputs)
+    ident = swarm_identity(s, formulation, fitness.weights, inputs, extra)
 
     def key_of(x: torch.Tensor) -> str:
         return ("c-" if coef else "w-") + state_digest(x)
