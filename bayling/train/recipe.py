@@ -171,8 +171,9 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     import torch
 
     from bayling.train import checkpoint as ckpt
+    from bayling.train.attention import resolve as resolve_attn
     from bayling.train.cache import get_or_build_cache, open_cache
-    from bayling.train.engine import build_engine
+    from bayling.train.engine import build_engine, on_cpu
     from bayling.train.loop import DataPlan, install_signal_handlers
     from bayling.train.metrics import MetricsLogger
 
@@ -197,7 +198,7 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
                                     cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
     mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
     common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
-                  attn_implementation=cfg.model.attn_implementation, mask_dtype=mask_dtype,
+                  attn_implementation=resolve_attn(cfg.model.attn_implementation, on_cpu()), mask_dtype=mask_dtype,
                   packing=cfg.data.packing, micro_batch=cfg.micro_batch)
     try:
         plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
