@@ -308,8 +308,9 @@ def collate_packed(
         out_pos[r, :n] = torch.from_numpy(rows_pos[r])
         out_pos[r, n:] = torch.arange(max_length - n)
         out_seq[r, :n] = torch.from_numpy(rows_seq[r])
-    if attn_implementation == "flex_attention":  # transformers derives the document mask from the positions
-        return Batch(out_ids, out_lab, out_pos, None, out_seq)
+    if attn_implementation == "flex_attention":  # transformers derives the document mask from the positions,
+        # but only without a KV cache: with use_cache (an eval-mode default) it silently attends across samples
+        return Batch(out_ids, out_lab, out_pos, None, out_seq, {"use_cache": False})
     mask = block_causal_mask(out_seq, attn_implementation, mask_dtype)
     return Batch(out_ids, out_lab, out_pos, mask, out_seq)
 

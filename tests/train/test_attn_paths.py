@@ -177,3 +177,40 @@ def test_auto_defaults_and_refusals():
     assert attention.check("flex_attention", cpu=False) == "flex_attention"
     with pytest.raises(ConfigError, match="unknown attention"):
         attention.check("sdpa_packed", cpu=True)
+
+
+@pytest.mark.slow  # bayling-train --check imports DeepSpeed (~10 s)
+@pytest.mark.parametrize("impl,needle", [("flex_attention", "no FlexAttention backward on CPU"),
+                                         ("flash_attention_3", "cannot train on CPU")])
+def test_check_refuses_gpu_only_attention_in_one_line(tmp_path, tiny_llama2, impl, needle):
+    import train_harness as th
+    from hostile import assert_one_line_error, run_cli
+
+    args = ["--config", str(th.CONFIG), f"out={tmp_path / 'run'}", f"model.path={tiny_llama2}",
+            "model.init=pretrained", f"data.dir={th.FIXTURE_DATA}", f"data.cache_dir={tmp_path / 'cache'}",
+            f"model.attn_implementation={impl}", "--check"]
+    assert_one_line_error(run_cli("bayling-train", args), "bayling-train", "model.attn_implementation", needle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # torch.compile of flex attention and its BlockMask (~50 s on 2 busy cores)
+def test_flex_attention_forward_isolates_samples_on_cpu(cache, models, tiny_llama2):
+    """flex_attention cannot train on CPU (no backward), but its forward runs compiled: the collated layout
+    (padded rows, reset positions, no mask -> transformers' document BlockMask) gives the unpacked losses;
+    negative control: the same batch with a KV cache (no packing detection) mixes samples."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama2, attn_implementation="flex_attention",
+                                                 dtype=torch.float32).eval()
+    bins = pick_bins(cache)
+    packed = collate_packed(cache, bins, 512, attn_implementation="flex_attention")
+    assert packed.attention_mask is None and packed.position_ids is not None
+    with torch.no_grad():
+        lp = per_sample_losses(model, packed)
+        lu = per_sample_losses(models["sdpa"], collate_padded(cache, [i for b in bins for i in b]))
+        packed.extra["use_cache"] = True  # what an eval-mode model defaults to: transformers skips packing
+        leak = per_sample_losses(model, packed)  # detection with a cache, so the batch must carry use_cache=False
+    assert sorted(lp) == sorted(lu)
+    for s in lp:
+        torch.testing.assert_close(lp[s], lu[s], atol=LOSS_ATOL, rtol=LOSS_RTOL)
+    assert all(abs(float(leak[s] - lp[s])) > 1e-2 for s in lp if s not in (0, len(bins[0])))
