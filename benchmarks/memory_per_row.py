@@ -88,8 +88,8 @@ def build_model(a, vocab: int, attn: str):
     torch.manual_seed(0)
     cfg._attn_implementation = attn
     model = LlamaForCausalLM(cfg).to({"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype]).train()
-    if a.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if a.checkpointing:  # as bayling.train.engine.load_model (transformers 5 renamed the method)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
