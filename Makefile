@@ -22,8 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check bayling tests benchmarks scripts
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
+# The fast tests on every core (pytest-xdist; TEST_JOBS=0: one process).
+TEST_JOBS ?= auto
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) -m "not slow" tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayling tests benchmarks scripts

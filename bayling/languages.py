@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bayling.errors import BaylingError
+from bayling.paths import DATA_DIR
 
-LANGUAGES_TSV = Path(__file__).resolve().parent.parent / "data" / "languages.tsv"
+LANGUAGES_TSV = DATA_DIR / "languages.tsv"
 
 TIERS = ("high", "medium", "low")
 

@@ -38,10 +38,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bayling.atomic import atomic_write_text
 from bayling.errors import ConfigError
+from bayling.paths import REPO_ROOT
 
 PROG = "bayling-reproduce"
-REPO = Path(__file__).resolve().parents[1]
 # model name -> (batch script, its default training config = the script's CONFIG default; a test checks they
 # agree); the registry the --models choices come from
 MODELS = {"7b": ("slurm/train_7b.sh", "data/recipes/train/llama2_7b.yaml"),
@@ -83,7 +84,7 @@ def base_model(args: argparse.Namespace, model: str) -> tuple[str, bool]:
     from bayling.config import load_config
     from bayling.train.config import TrainConfig
 
-    config = args.train_config or REPO / MODELS[model][1]
+    config = args.train_config or REPO_ROOT / MODELS[model][1]
     cfg = load_config(TrainConfig, config, list(args.train_override))
     return str(cfg.model.path), cfg.model.init == "tiny"
 
@@ -102,7 +103,7 @@ def plan(args: argparse.Namespace) -> list[Stage]:
     train_env = {k: v for k, v in (("CONFIG", args.train_config and str(args.train_config)),
                                    ("NPROC", args.cpu and str(args.cpu))) if v}
     for model in args.models:
-        script = str(REPO / MODELS[model][0])
+        script = str(REPO_ROOT / MODELS[model][0])
         labels: dict[str, tuple[str, list[str]]] = {}  # eval label -> (model dir, stages it waits for)
         for arm in arms:
             label = model if arm == "full" else f"{model}-{arm}"
@@ -127,7 +128,7 @@ def plan(args: argparse.Namespace) -> list[Stage]:
                 res = out / "eval" / suite / label
                 stages.append(Stage(name, res / "results.json", after, [
                     f"--job-name=bayling-eval-{label}-{suite}", _log(out, name), *_cpu_opts(args, args.eval_cpus),
-                    str(REPO / "slurm" / "eval.sh"), "--suite", suite, "--model", model_dir, "--out", str(res),
+                    str(REPO_ROOT / "slurm" / "eval.sh"), "--suite", suite, "--model", model_dir, "--out", str(res),
                     *shlex.split(getattr(args, f"{suite}_args") or "")]))
     evals = [s.name for s in stages if s.name.startswith("eval/")]
     stages.append(Stage("report", out / "REPORT.md", evals, [
@@ -157,7 +158,7 @@ def job_state(job_id: str) -> str | None:
 
 
 def _sbatch(argv: list[str], env: dict[str, str]) -> str:
-    res = subprocess.run(["sbatch", "--parsable", *argv], capture_output=True, text=True, cwd=REPO,
+    res = subprocess.run(["sbatch", "--parsable", *argv], capture_output=True, text=True, cwd=REPO_ROOT,
                          env={**os.environ, **env}, timeout=60)
     if res.returncode != 0:
         raise ConfigError(f"sbatch refused the job: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else '?'}"
@@ -166,8 +167,8 @@ def _sbatch(argv: list[str], env: dict[str, str]) -> str:
 
 
 def _build_data(argv: list[str]) -> tuple[str, str]:
-    res = subprocess.run(["bash", str(REPO / "slurm" / "build_data.sh"), *argv], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+    res = subprocess.run(["bash", str(REPO_ROOT / "slurm" / "build_data.sh"), *argv], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=120)
     if res.returncode != 0:
         raise ConfigError(f"slurm/build_data.sh failed: {(res.stderr.strip() or res.stdout.strip())[-300:]}",
                           field="data")
@@ -265,9 +266,7 @@ def write_report(out: Path) -> Path:
         f"| model | suite | {head} |", "|---|---|" + "---:|" * (2 + len(ABLATIONS)), *rows, ""])
     (out / "report.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     report = out / "REPORT.md"
-    tmp = report.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(report)
+    atomic_write_text(report, text)
     print(text)
     return report
 
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="append", default=[], choices=sorted(ABLATIONS),
                    help="add an ablation arm at the same training budget (its own data build, train, eval)")
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {', '.join(SUITES)}")
-    p.add_argument("--recipe", type=Path, default=REPO / "data" / "recipes" / "bayling2.yaml")
+    p.add_argument("--recipe", type=Path, default=REPO_ROOT / "data" / "recipes" / "bayling2.yaml")
     p.add_argument("--shards", type=int, default=8, help="array tasks of each data build")
     p.add_argument("--build-override", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     p.add_argument("--build-cpus", type=int, default=2)

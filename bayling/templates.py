@@ -152,11 +152,6 @@ def get_template(name: str) -> Template:
         raise BaylingError(f"unknown template {name!r}{hint}; known: {', '.join(TEMPLATES)}") from None
 
 
-def render_for_tokenizer(template: Template, tokenizer, messages: Sequence[Message], **kw) -> Rendered:
-    """Render with the tokenizer's own BOS/EOS strings, as ``apply_chat_template`` would."""
-    return template.render(messages, bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "", **kw)
-
-
 def install_template(tokenizer, template: Template) -> None:
     """Attach the Jinja template so the saved tokenizer renders exactly what training saw."""
     tokenizer.chat_template = template.chat_template

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bayling.errors import BaylingError
 from bayling.hub import resolve_model
+from bayling.paths import DATA_DIR
 from bayling.templates import Template, install_template
 
 # Llama-3 ships 250 reserved special tokens; this one is the pad Llama-3.1 later standardised on.
@@ -47,7 +48,7 @@ def ensure_pad_token(tok) -> None:
 
 def tokenizer_dir(name: str) -> Path:
     """Path of a tokenizer shipped with the package (``llama2`` or ``llama3``)."""
-    root = Path(__file__).resolve().parent.parent / "data" / "tokenizers" / name
+    root = DATA_DIR / "tokenizers" / name
     if not root.is_dir():
         raise BaylingError(f"no shipped tokenizer '{name}' (looked in {root})")
     return root

@@ -63,15 +63,15 @@ def main() -> int:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from bayling.tokenizer import tokenizer_dir
-    from bayling.train.cache import open_cache, prepare_cache
+    from bayling.train.cache import CacheSpec, open_cache, prepare_cache
     from bayling.train.packing import collate_packed, pack_best_fit_decreasing, packing_efficiency
 
     attn = pick_attention(a.attn)
     work = Path(tempfile.mkdtemp(prefix="gpu_mfu_"))
     (work / "data" / "train").mkdir(parents=True)
     (work / "data" / "train" / "00000.jsonl").write_bytes(FIXTURE.read_bytes())
-    cache = open_cache(prepare_cache(work / "data", tokenizer_dir("llama2"), "bayling", a.max_length, "truncate",
-                                     work / "cache"))
+    spec = CacheSpec(work / "data", tokenizer_dir("llama2"), "bayling", a.max_length, "truncate", work / "cache")
+    cache = open_cache(prepare_cache(spec))
     bins = pack_best_fit_decreasing(cache.lengths, a.max_length)
     eff = packing_efficiency(cache.lengths, bins, a.max_length)
 

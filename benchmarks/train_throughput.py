@@ -184,7 +184,7 @@ def main() -> None:
 
     from bayling.models import build_tiny_llama
     from bayling.tokenizer import tokenizer_dir
-    from bayling.train.cache import open_cache, prepare_cache
+    from bayling.train.cache import CacheSpec, open_cache, prepare_cache
     from bayling.train.packing import pack_best_fit_decreasing, packing_efficiency
 
     a.out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def main() -> None:
     if not (model / "config.json").is_file():
         build_tiny_llama(str(tokenizer_dir("llama2")), model)
     cache_root = a.out / "cache"
-    cache = open_cache(prepare_cache(data, model, "bayling", a.max_length, "truncate", cache_root))
+    cache = open_cache(prepare_cache(CacheSpec(data, model, "bayling", a.max_length, "truncate", cache_root)))
     lengths = cache.lengths
     eff_2048 = packing_efficiency(lengths, pack_best_fit_decreasing(lengths, 2048), 2048) if a.max_length >= 2048 \
         else None

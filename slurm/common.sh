@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared launcher logic, sourced by slurm/train_*.sh (and slurm/eval.sh for bayling_setup_env).
+# Shared launcher logic, sourced by slurm/train_*.sh, and by slurm/eval.sh and slurm/merge.sh (bayling_setup_env,
+# bayling_run_single).
 #
 # Why one file: the three training scripts differ only in their #SBATCH resources and default config; the
 # launch itself (one srun task per node -> torchrun with a c10d rendezvous on the first host, signal
@@ -38,6 +39,30 @@ bayling_setup_env() {
   export PYTHON
   export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
   export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
+}
+
+# bayling_run_single USAGE MODULE [ARGS...]: `$PYTHON -m MODULE ARGS` as one task (srun inside a job, else
+# directly), with a dated header line for the job log. --dry-run among ARGS (or DRY_RUN=1) prints the command
+# instead. USAGE, when not empty, is the error for a call without arguments. Used by eval.sh and merge.sh.
+bayling_run_single() {
+  local usage="$1" module="$2" dry_run="${DRY_RUN:-0}" arg
+  shift 2
+  local args=()
+  for arg in "$@"; do
+    if [[ "$arg" == "--dry-run" ]]; then dry_run=1; else args+=("$arg"); fi
+  done
+  [[ -z "$usage" ]] || ((${#args[@]})) || bayling_die "$usage"
+  local cmd=("$PYTHON" -m "$module" "${args[@]}")
+  if [[ "$dry_run" == "1" ]]; then
+    printf '%q ' "${cmd[@]}"
+    echo
+    exit 0
+  fi
+  echo "== $(date -u '+%F %T') job ${SLURM_JOB_ID:-local} (restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
+  if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    exec srun --ntasks=1 "${cmd[@]}"
+  fi
+  exec "${cmd[@]}"
 }
 
 # bayling_header_gpus SCRIPT: the --gpus-per-node of the script's #SBATCH header (what a dry run previews).

@@ -26,19 +26,4 @@ source "$root/slurm/common.sh" 2>/dev/null || { echo "${0##*/}: error: cannot fi
 root="$(cd "$root" && pwd)"
 bayling_setup_env "$root"
 
-dry_run="${DRY_RUN:-0}"
-args=()
-for arg in "$@"; do
-  if [[ "$arg" == "--dry-run" ]]; then dry_run=1; else args+=("$arg"); fi
-done
-cmd=("$PYTHON" -m bayling.cli.evaluate "${args[@]}")
-if [[ "$dry_run" == "1" ]]; then
-  printf '%q ' "${cmd[@]}"
-  echo
-  exit 0
-fi
-echo "== $(date -u '+%F %T') job ${SLURM_JOB_ID:-local} (restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
-if [[ -n "${SLURM_JOB_ID:-}" ]]; then
-  exec srun --ntasks=1 "${cmd[@]}"
-fi
-exec "${cmd[@]}"
+bayling_run_single "" bayling.cli.evaluate "$@"

@@ -32,20 +32,4 @@ source "$root/slurm/common.sh" 2>/dev/null || { echo "${0##*/}: error: cannot fi
 root="$(cd "$root" && pwd)"
 bayling_setup_env "$root"
 
-dry_run="${DRY_RUN:-0}"
-args=()
-for arg in "$@"; do
-  if [[ "$arg" == "--dry-run" ]]; then dry_run=1; else args+=("$arg"); fi
-done
-((${#args[@]})) || bayling_die "no arguments: give bayling-merge's --base, --experts, --fitness and --out"
-cmd=("$PYTHON" -m bayling.cli.merge "${args[@]}")
-if [[ "$dry_run" == "1" ]]; then
-  printf '%q ' "${cmd[@]}"
-  echo
-  exit 0
-fi
-echo "== $(date -u '+%F %T') job ${SLURM_JOB_ID:-local} (restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
-if [[ -n "${SLURM_JOB_ID:-}" ]]; then
-  exec srun --ntasks=1 "${cmd[@]}"
-fi
-exec "${cmd[@]}"
+bayling_run_single "no arguments: give bayling-merge's --base, --experts, --fitness and --out" bayling.cli.merge "$@"

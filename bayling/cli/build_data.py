@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bayling.cli import run_cli
 from bayling.errors import ConfigError
+from bayling.paths import DATA_DIR
 
 PROG = "bayling-build-data"
-REPO = Path(__file__).resolve().parents[2]
-DEMO_RECIPE = REPO / "data" / "recipes" / "demo.yaml"
+DEMO_RECIPE = DATA_DIR / "recipes" / "demo.yaml"
 DEMO_OUT = Path("runs/data/demo")
 
 

@@ -39,12 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=f"Conversation templates (data.template=NAME): {templates}.")
     p.add_argument("--config", help="training config YAML (data/recipes/train/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-5 data.max_length=4096")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config and exit; a comment after it gives instructions, tokens and "
+                        "packed rows per step and the number of steps (from the token cache, if --prepare-only "
+                        "built it; --world-size N: for N processes)")
     p.add_argument("--check", action="store_true",
                    help="run every check one process can do (config, run folder, data, model weights, "
                         "tokenizer, world size vs batch, resume) and exit: 0 + one line, or 2 + one error line")
     p.add_argument("--world-size", dest="world_size", type=int, default=None,
-                   help="with --check: the number of processes the run will have (default 1)")
+                   help="with --check or --print-config: the number of processes the run will have (default 1)")
     p.add_argument("--prepare-only", action="store_true", help="build the token cache and exit")
     p.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, default=None,
                    help="start N worker processes on this machine under torchrun, after checking the config")
@@ -121,7 +124,10 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError("--config FILE.yaml is required (see data/recipes/train/)", field="--config")
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if args.print_config:
+        from bayling.train.step_preview import step_comment
+
         print(dump_yaml(cfg), end="")
+        print("\n".join(step_comment(cfg, args.world_size or 1)))
         return 0
     if args.check:
         world = 1 if args.world_size is None else args.world_size
@@ -264,7 +270,7 @@ def _forward_stderr(proc: subprocess.Popen, log) -> bool:
 
 def _prepare_only(cfg: TrainConfig) -> int:
     from bayling.hub import resolve_model
-    from bayling.train.cache import prepare_cache
+    from bayling.train.cache import CacheSpec, prepare_cache
     from bayling.train.tokenize import tokenizer_source
 
     cfg.require_paths()
@@ -272,8 +278,7 @@ def _prepare_only(cfg: TrainConfig) -> int:
         tok_src = tokenizer_source(cfg, cfg.model.path)
     else:
         tok_src = tokenizer_source(cfg, resolve_model(cfg.model.path, option="model.path"))
-    path = prepare_cache(cfg.data.dir, tok_src, cfg.data.template, cfg.data.max_length, cfg.data.overlong,
-                         cfg.token_cache_root())
+    path = prepare_cache(CacheSpec.for_run(cfg, tok_src))
     print(f"token cache ready: {path} (see {path / 'STATS.md'})")
     return 0
 

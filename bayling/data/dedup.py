@@ -262,10 +262,6 @@ class Deduplicator:
     def signatures(self, records: list[dict[str, Any]]) -> list[Signature]:
         return self.signatures_text([prompt_text(r) for r in records])
 
-    def check_many(self, records: list[dict[str, Any]]) -> list[str | None]:
-        """``check`` for a batch, in order (a record duplicating an earlier one of the batch is caught)."""
-        return [self.index.add(sig) for sig in self.signatures(records)]
-
     def add(self, sig: Signature) -> str | None:
         return self.index.add(sig)
 

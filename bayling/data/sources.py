@@ -17,7 +17,7 @@ from typing import Any
 
 from bayling.config import from_dict
 from bayling.data.recipe import DedupSettings, InstructionSet, ParallelSet, Recipe
-from bayling.data.write import sha256_path
+from bayling.hashing import sha256_tree
 
 PACKAGES = ("bayling", "numpy", "pyarrow", "py3langid", "datasets", "transformers", "tokenizers", "matplotlib")
 
@@ -199,7 +199,7 @@ def describe_inputs(recipe: Recipe) -> list[dict[str, Any]]:
     def digest(files: list[Path]) -> str:
         for f in files:
             if f not in memo:
-                memo[f] = sha256_path(f)
+                memo[f] = sha256_tree(f)
         if len(files) == 1:
             return memo[files[0]]
         return hashlib.sha256("".join(f"{f.name}\0{memo[f]}" for f in files).encode()).hexdigest()
@@ -218,7 +218,7 @@ def describe_inputs(recipe: Recipe) -> list[dict[str, Any]]:
     for value in recipe.decontaminate.paths:
         p = Path(value)
         out.append({"name": p.name, "kind": "decontaminate", "path": value,
-                    "sha256": sha256_path(p) if p.exists() else None})
+                    "sha256": sha256_tree(p) if p.exists() else None})
     return out
 
 

@@ -47,8 +47,9 @@ from typing import Any
 
 from bayling.errors import BaylingError, ConfigError, DataError
 from bayling.languages import CHINESE, ENGLISH, Language, get_language
+from bayling.paths import DATA_DIR
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "data" / "prompts"
+PROMPTS_DIR = DATA_DIR / "prompts"
 DIRECTIONS = ("x-en", "en-x", "x-zh", "zh-x", "en-zh", "zh-en")
 PIVOTS = {"en": ENGLISH, "zh": CHINESE}
 _PLACEHOLDERS = ("{src_lang}", "{tgt_lang}", "{text}")
@@ -98,14 +99,6 @@ class SynthStats:
     records: Counter = field(default_factory=Counter)  # per direction family, plus "multiturn"
     empty_by_language: Counter = field(default_factory=Counter)  # empty_sentences per language
     no_direction_by_language: Counter = field(default_factory=Counter)  # rows_without_direction per row language
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "rows_without_direction": self.rows_without_direction,
-            "empty_sentences": self.empty_sentences,
-            "records": dict(sorted(self.records.items())),
-        }
 
 
 # ----------------------------------------------------------------------------------------------- prompts

@@ -10,7 +10,6 @@ Records are serialised one way only (:func:`dumps_record`) so the same records g
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bayling.errors import BaylingError
+from bayling.hashing import sha256_file
 
 CANONICAL_KEYS = ("id", "messages", "source", "category", "task", "langs", "direction")
 
@@ -36,25 +36,6 @@ def canonical_order(record: dict[str, Any]) -> dict[str, Any]:
 def dumps_record(record: dict[str, Any]) -> str:
     """One JSON line (UTF-8 text, not \\u-escaped, so Chinese stays readable in the files)."""
     return json.dumps(canonical_order(record), ensure_ascii=False)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    """Digest of a file, or of a directory's files (relative names + contents, sorted)."""
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(path)).encode("utf-8") + b"\0")
-        h.update(sha256_file(p).encode("ascii"))
-    return h.hexdigest()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 from bayling.atomic import atomic_write_text
 from bayling.errors import ConfigError, DataError
+from bayling.hashing import sha256_file_cached
 
 MARKER = ".bayling-eval"
 #: Files that define what a checkpoint generates: weights, config, tokenizer + chat template, generation
@@ -177,14 +178,6 @@ def check_model_dir(path: str | Path) -> None:
                 raise DataError(f"weight file is unreadable: {problem}", path=w)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_fingerprint(model_dir: str | Path, out: Path | None = None) -> str:
     """sha256 over the model's defining files (weights, config, tokenizer, chat template, generation config).
 
@@ -204,12 +197,7 @@ def model_fingerprint(model_dir: str | Path, out: Path | None = None) -> str:
     h = hashlib.sha256()
     fresh: dict[str, Any] = {}
     for f in files:
-        st = f.stat()
-        key = str(f)
-        entry = cache.get(key)
-        if not (isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns):
-            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _file_sha256(f)}
-        fresh[key] = entry
+        entry = fresh[str(f)] = sha256_file_cached(f, cache)
         h.update(f"{f.name}\0{entry['size']}\0{entry['sha256']}\n".encode())
     if marker is not None:
         state = {**state, "tool": "bayling-eval", "format": 1, "file_hashes": {**cache, **fresh}}

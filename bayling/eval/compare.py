@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from bayling.atomic import atomic_write_text
+from bayling.atomic import atomic_write_text, atomic_write_with
 from bayling.errors import DataError, read_json
 
 
@@ -118,10 +118,8 @@ def plot(runs: list[tuple[str, dict[str, Any]]], rows: list[dict[str, Any]], pat
     ax.set_title(f"{metric} per direction")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def compare(run_paths: list[str], out: Path, metric: str = "chrf") -> dict[str, Path]:

@@ -22,6 +22,7 @@ from bayling.errors import BaylingError, OfflineError
 from bayling.eval import lm_tasks
 from bayling.eval.knowledge_report import summarize, write_reports
 from bayling.eval.labels import Labeller
+from bayling.hashing import update_from_file
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,12 @@ def apply_fewshot(task, shots: int | None) -> None:
     task.set_fewshot_seed(seed=1234)
     wanted = task.get_config("num_fewshot") or 0
     if wanted > 0:
-        source = fewshot_source(task)
-        if source is None or source == task.config.test_split:
+        source, scored = fewshot_source(task), scored_split(task)
+        if source is None or source == scored:
             raise BaylingError(
                 f"task '{task.config.task}' has no few-shot split of its own (no fewshot_split, training or "
-                f"validation split): its {wanted} examples would be drawn from the scored split "
-                f"'{task.config.test_split}'; set fewshot_split in the task or use --num-fewshot 0",
+                f"validation split apart from the scored one): its {wanted} examples would be drawn from the "
+                f"scored split '{scored}'; set fewshot_split in the task or use --num-fewshot 0",
                 field="num_fewshot")
         pool = task.fewshot_docs()
         if pool is not None and len(pool) < wanted:
@@ -173,9 +174,20 @@ def apply_fewshot(task, shots: int | None) -> None:
                                f"{wanted} asked for; lower --num-fewshot", field="num_fewshot")
 
 
+def scored_split(task) -> str | None:
+    """The split lm-eval scores: the test split when the task has one, else its validation split (HellaSwag,
+    XNLI, XStoryCloze score validation-type splits)."""
+    if task.has_test_docs():
+        return task.config.test_split
+    if task.has_validation_docs():
+        return task.config.validation_split
+    return None
+
+
 def fewshot_source(task) -> str | None:
     """The split lm-eval draws few-shot examples from (its own order of preference), None when it would fall
-    back to the test split. WHY checked: examples from the scored split leak answers into the prompt."""
+    back to the test split. WHY checked against :func:`scored_split`: examples from the scored split leak
+    answers into the prompt (Okapi HellaSwag has no train split: its only split is the scored one)."""
     cfg = task.config
     if cfg.fewshot_split:
         return cfg.fewshot_split
@@ -236,7 +248,7 @@ def data_hash(config: dict[str, Any]) -> str | None:
             for f in files_here:
                 h.update(f.name.encode() + b"\0")
                 if f.is_file():
-                    h.update(f.read_bytes())
+                    update_from_file(h, f)
     return h.hexdigest()
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bayling.atomic import atomic_write_text, atomic_write_with
 from bayling.eval import lm_tasks
 
 PRIMARY = {"okapi_arc": "acc_norm", "okapi_hellaswag": "acc_norm", "arc_challenge": "acc_norm",
@@ -56,16 +57,10 @@ def write_reports(doc: dict[str, Any], out_dir: Path) -> None:
     from bayling.eval.checks import prepare_out_dir
 
     prepare_out_dir(out_dir)  # the folder rule: absent, empty, or written by bayling-eval before
-    _atomic(out_dir / "results.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    _atomic(out_dir / "results.csv", _csv(doc))
-    _atomic(out_dir / "summary.md", _markdown(doc))
+    atomic_write_text(out_dir / "results.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out_dir / "results.csv", _csv(doc))
+    atomic_write_text(out_dir / "summary.md", _markdown(doc))
     plot_languages(doc, out_dir / "scores.png")
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _csv(doc: dict[str, Any]) -> str:
@@ -169,7 +164,5 @@ def plot_languages(doc: dict[str, Any], path: Path) -> None:
                 ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(f"{doc['suite']}: {Path(str(doc['model'])).name}")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    tmp.replace(path)

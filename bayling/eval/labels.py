@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 
 from bayling.errors import BaylingError, DataError
+from bayling.paths import REPO_ROOT
 
-REPO_LABELS = Path(__file__).resolve().parents[2] / "eval" / "tasks" / "labels.yaml"
+REPO_LABELS = REPO_ROOT / "eval" / "tasks" / "labels.yaml"
 LABEL_FILE = "labels.yaml"
 
 #: Languages of the lm-eval groups the knowledge suite runs (lm-eval 0.4.13's task folders), by task suffix.
@@ -58,6 +59,7 @@ def _suite_labels() -> dict[str, tuple[str, str]]:
         table[f"xnli_{lang}"] = ("xnli", lang)
     for lang in MGSM_LANGS:
         table[f"mgsm_direct_{lang}"] = ("mgsm", lang)
+        table[f"mgsm_native_cot_{lang}"] = ("mgsm_native_cot", lang)
     for name in ("arc_challenge", "arc_easy", "hellaswag"):
         table[name] = (name, "eng_Latn")
     return table

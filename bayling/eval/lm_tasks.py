@@ -26,10 +26,11 @@ import yaml
 
 from bayling.errors import BaylingError, DataError, OfflineError
 from bayling.eval.config import SUITES
+from bayling.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_EVAL_DIR = Path(__file__).resolve().parents[2] / "eval"
+REPO_EVAL_DIR = REPO_ROOT / "eval"
 LOCAL_TASKS_DIR = REPO_EVAL_DIR / "tasks"
 
 #: BayLing 2's highlighted Okapi evaluation languages (../docs/knowledge-eval.md); lm-eval task suffixes.
@@ -229,6 +230,8 @@ HARNESS_FOLDERS: list[tuple[str, str]] = [
     ("xnli_eu", ""),
     ("xnli", "xnli"),
     ("mgsm_direct", "mgsm/direct"),
+    ("mgsm_native_cot", "mgsm/native_cot"),
+    ("cmmlu", "cmmlu"),
 ]
 
 

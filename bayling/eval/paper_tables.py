@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bayling.atomic import atomic_write_text
+from bayling.atomic import atomic_write_text, atomic_write_with
 from bayling.errors import DataError, read_json
 
 FAMILY_ORDER = ("x-en", "en-x", "x-zh", "zh-x", "x-x")
@@ -214,10 +214,8 @@ def plot(rows: list[dict[str, Any]], path: Path, kind: str) -> None:
     ax.set_ylabel("chrF++ (mean over directions)" if kind == "translation" else "primary metric (mean)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_report(run_paths: list[str], out: Path) -> dict[str, Path]:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bayling.atomic import atomic_write_text
+from bayling.atomic import atomic_write_text, atomic_write_with
 
 SCHEMA_VERSION = 1
 
@@ -138,10 +138,8 @@ def plot_scores(records: list[dict[str, Any]], path: Path, metric: str = "chrf")
     axes[-1, 0].set_xticks(range(len(langs)))
     axes[-1, 0].set_xticklabels(langs, rotation=90, fontsize=6 if len(langs) > 40 else 8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_reports(out: Path, results: dict[str, Any]) -> None:

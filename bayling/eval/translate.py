@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bayling.atomic import atomic_write_text
+from bayling.data.synth import bayling_prompt
 from bayling.eval.metrics import score_translation
 from bayling.languages import Language
 
-PROMPT_EN = "Provide the {tgt} translation for this sentence: {src}"
-PROMPT_ZH = "提供这句话的{tgt}翻译：{src}"
 PIVOTS = ("eng_Latn", "zho_Hans")
 
 
@@ -48,10 +47,9 @@ class Task:
 
 
 def make_prompt(src_text: str, tgt: Language, prompt_lang: str) -> str:
-    """BayLing 1's translation instruction, in English or (zh-pivot directions) Chinese."""
-    if prompt_lang == "zh":
-        return PROMPT_ZH.format(tgt=tgt.name_zh, src=src_text)
-    return PROMPT_EN.format(tgt=tgt.name_en, src=src_text)
+    """BayLing 1's translation instruction, in English or (zh-pivot directions) Chinese: the first phrasing of
+    data/prompts/translation_{en,zh}, the same text the data stage puts first (one home for the prompt)."""
+    return bayling_prompt(tgt, src_text, "zh" if prompt_lang == "zh" else "en")
 
 
 def sha256_text(text: str) -> str:

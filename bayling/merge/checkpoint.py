@@ -104,10 +104,6 @@ def check_compatible(base_dir: Path, base: dict[str, torch.Tensor], other_dir: P
                              path=other_dir)
 
 
-def mergeable(t: torch.Tensor) -> bool:
-    return t.is_floating_point()
-
-
 def check_out_dir(out: Path) -> None:
     """Contracts item 4: replace only an absent/empty folder or one this command marked."""
     if out.exists() and not out.is_dir():

@@ -19,7 +19,7 @@ what an uninterrupted one would have.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -118,7 +118,3 @@ def step(state: SwarmState, settings: PSOSettings, evaluate: Callable[[int, torc
     state.gbest_index = best_index(state.pbest_fitness)
     state.history.append(_snapshot(state))
     return state
-
-
-def settings_dict(settings: PSOSettings) -> dict:
-    return asdict(settings)

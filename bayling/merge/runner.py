@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from bayling.eval.translate import data_fingerprint
+from bayling.hashing import sha256_file
 from bayling.merge import pso
 from bayling.merge.baselines import MERGEKIT_METHODS, run_baseline, weights_dtype
 from bayling.merge.checkpoint import (
@@ -182,9 +183,7 @@ def run_merge(s: MergeSettings) -> dict:
 
 
 def file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+    return sha256_file(path)[:20]
 
 
 def settings_doc(s: MergeSettings, formulation: str) -> dict:

@@ -9,26 +9,18 @@ continue a different search in the same folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from bayling.atomic import atomic_write_text
 from bayling.errors import read_json
+from bayling.hashing import sha256_file
 from bayling.merge.checkpoint import MergeError
 from bayling.merge.pso import SwarmState
 
 STATE_JSON = "swarm.json"
 STATE_TENSORS = "swarm.safetensors"
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_state(folder: Path, state: SwarmState, settings: dict) -> None:
@@ -42,7 +34,7 @@ def save_state(folder: Path, state: SwarmState, settings: dict) -> None:
         tensors[f"pbest.{i}"] = state.pbest[i].contiguous()
     tmp = folder / f".{STATE_TENSORS}.tmp{os.getpid()}"
     save_file(tensors, str(tmp))
-    digest = _sha(tmp)
+    digest = sha256_file(tmp)
     final = folder / f"{STATE_TENSORS[:-12]}-{digest[:16]}.safetensors"
     os.replace(tmp, final)
     doc = {"format": 1, "settings": settings, "iteration": state.iteration, "fitness": state.fitness,
@@ -70,7 +62,7 @@ def load_state(folder: Path, settings: dict) -> SwarmState | None:
         raise MergeError(f"this folder holds a merge run with different settings ({', '.join(diff[:5])}); "
                          "use another --out to start a new one", path=path)
     tpath = folder / doc["tensors"]
-    if not tpath.is_file() or _sha(tpath) != doc["tensors_sha256"]:
+    if not tpath.is_file() or sha256_file(tpath) != doc["tensors_sha256"]:
         raise MergeError("saved swarm tensors are missing or do not match swarm.json", path=tpath)
     t = load_file(str(tpath))
     n = doc["particles"]

@@ -12,7 +12,6 @@ re-drawn from a generator keyed by (seed, expert, tensor name) when needed, so m
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import torch
 
@@ -104,10 +103,6 @@ class StartingModels:
             out[name] = vec[pos:pos + k].reshape(t.shape).to(t.dtype)
             pos += k
         return out
-
-    def iter_named(self) -> Iterator[str]:
-        yield from self.names
-
 
 def choose_formulation(formulation: str, random_factors: str) -> str:
     """``auto``: coefficients when exact (per-particle random factors), else weights."""

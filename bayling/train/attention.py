@@ -61,10 +61,15 @@ IMPLS: dict[str, AttnImpl] = {
 CHOICES = ("auto", *IMPLS)
 
 
-def resolve(name: str, cpu: bool) -> str:
-    """The implementation ``name`` stands for on this device (``auto`` -> the documented default)."""
+def resolve(name: str, cpu: bool | None = None) -> str:
+    """The implementation ``name`` stands for on this device (``auto`` -> the documented default);
+    ``cpu`` None: CPU unless torch sees CUDA."""
     if name != "auto":
         return name
+    if cpu is None:
+        import torch
+
+        cpu = not torch.cuda.is_available()
     if not cpu and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return SDPA_VARLEN
@@ -119,12 +124,7 @@ def hf_attn_implementation(name: str, cpu: bool | None = None) -> str:
     """The name to pass to ``from_pretrained(attn_implementation=...)``, registering ``sdpa_varlen`` first.
 
     ``cpu`` is only needed to resolve ``auto`` (None: CPU unless torch sees CUDA)."""
-    if name == "auto":
-        if cpu is None:
-            import torch
-
-            cpu = not torch.cuda.is_available()
-        name = resolve(name, cpu)
+    name = resolve(name, cpu)
     if name == SDPA_VARLEN:
         from transformers import AttentionInterface
 

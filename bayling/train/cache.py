@@ -18,10 +18,12 @@ that looks complete)::
 Key = sha256(format version, data_sha256 (data files' names and bytes), tokenizer (backend JSON + special tokens), template
 name + chat_template, max_length, overlong).
 
-Public API::
+Public API (a :class:`CacheSpec` names one cache's inputs: the same six values travel together)::
 
-    prepare_cache(data_dir, tokenizer_path, template_name, max_length, overlong, cache_root) -> Path
-    get_or_build_cache(..., rank=, world_size=, timeout_s=) -> Path   # rank 0 builds, others poll
+    spec = CacheSpec(data_dir, tokenizer_path, template, max_length, overlong, root)  # or CacheSpec.for_run(cfg, tok)
+    prepare_cache(spec) -> Path
+    get_or_build_cache(spec, rank=, world_size=, timeout_s=) -> Path   # rank 0 builds, others poll
+    find_cache(spec) -> Path | None   # the complete cache for spec, if built; never tokenises
     open_cache(path, split="train") -> TokenCache   # len(), .lengths, .n_targets, .get(i), .pad_id
 """
 
@@ -34,19 +36,43 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bayling.errors import BaylingError, DataError
+from bayling.hashing import sha256_file
 from bayling.templates import get_template
 from bayling.tokenizer import load_tokenizer
-from bayling.train.tokenize import DROP_REASONS, TokenizedSample, tokenize_batch
+from bayling.train.tokenize import DROP_REASONS, IGNORE_INDEX, TokenizedSample, tokenize_batch
 
 FORMAT_VERSION = 1
 CHUNK = 512
 SPLITS = ("train", "valid")
 _ARRAYS = {"input_ids": np.int32, "trainable": np.bool_}
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Everything that decides which token cache a run uses and where it lives.
+
+    Why a value object: the build, the lookup and the rank-0/poll wrapper all need the same six inputs; passed
+    positionally they were easy to swap (two strings, two paths) and every new input meant editing every call.
+    """
+
+    data_dir: str | Path
+    tokenizer_path: str | Path
+    template: str
+    max_length: int
+    overlong: str
+    root: str | Path
+
+    @classmethod
+    def for_run(cls, cfg, tokenizer_path: str | Path) -> CacheSpec:
+        """The spec of a training config (``cfg``: :class:`bayling.train.config.TrainConfig`)."""
+        return cls(cfg.data.dir, tokenizer_path, cfg.data.template, cfg.data.max_length, cfg.data.overlong,
+                   cfg.token_cache_root())
 
 
 def data_files(data_dir: str | Path) -> dict[str, list[Path]]:
@@ -63,20 +89,12 @@ def data_files(data_dir: str | Path) -> dict[str, list[Path]]:
     return {"train": train, "valid": valid}
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_sha256(files: dict[str, list[Path]]) -> str:
     """Hash of the training data's content (file names and bytes): what a resume must not change."""
     h = hashlib.sha256()
     for split in SPLITS:
         for p in files[split]:
-            h.update(f"{split}/{p.name}:{_sha256_file(p)}\n".encode())
+            h.update(f"{split}/{p.name}:{sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 
@@ -143,7 +161,8 @@ class _SplitWriter:
         np.save(self.out / "n_targets.npy", np.asarray(self.n_targets, dtype=np.int32))
 
 
-def _tokenize_split(files, tok, tpl, max_length, overlong, out: Path, progress) -> dict:
+def _tokenize_split(files: list[Path], tok, spec: CacheSpec, out: Path, progress) -> dict:
+    tpl, max_length, overlong = get_template(spec.template), spec.max_length, spec.overlong
     writer = _SplitWriter(out)
     stats = {"records": 0, "kept": 0, "truncated": 0, "tokens": 0, "trainable_tokens": 0,
              "dropped": dict.fromkeys(DROP_REASONS, 0)}
@@ -197,33 +216,31 @@ def _cache_dir(cache_root: str | Path, key: str) -> Path:
     return Path(cache_root) / key[:20]
 
 
-def resolve_cache_path(data_dir, tokenizer_path, template_name, max_length, overlong, cache_root) -> tuple[Path, object]:
-    """(cache directory for these inputs, loaded tokenizer) without building anything."""
-    files = data_files(data_dir)
-    tok = load_tokenizer(str(tokenizer_path), get_template(template_name))
-    key = cache_key(data_sha256(files), tok, template_name, max_length, overlong)
-    return _cache_dir(cache_root, key), tok
+def resolve_cache_path(spec: CacheSpec) -> Path:
+    """The cache directory for these inputs (hashes the data, loads the tokenizer; builds nothing)."""
+    files = data_files(spec.data_dir)
+    tok = load_tokenizer(str(spec.tokenizer_path), get_template(spec.template))
+    key = cache_key(data_sha256(files), tok, spec.template, spec.max_length, spec.overlong)
+    return _cache_dir(spec.root, key)
 
 
-def prepare_cache(
-    data_dir: str | Path,
-    tokenizer_path: str | Path,
-    template_name: str,
-    max_length: int,
-    overlong: str,
-    cache_root: str | Path,
-    *,
-    show_progress: bool = True,
-) -> Path:
+def find_cache(spec: CacheSpec) -> Path | None:
+    """The complete cache for ``spec`` if one was built (e.g. by ``--prepare-only``), else None; never tokenises."""
+    path = resolve_cache_path(spec)
+    return path if (path / "COMPLETE").is_file() else None
+
+
+def prepare_cache(spec: CacheSpec, *, show_progress: bool = True) -> Path:
     """Build (or reuse) the token cache; returns its directory. Atomic: temp dir + rename, COMPLETE last."""
     from tqdm import tqdm
 
+    data_dir, template_name, max_length, overlong = spec.data_dir, spec.template, spec.max_length, spec.overlong
     files = data_files(data_dir)
     tpl = get_template(template_name)
-    tok = load_tokenizer(str(tokenizer_path), tpl)
+    tok = load_tokenizer(str(spec.tokenizer_path), tpl)
     data_hash = data_sha256(files)
     key = cache_key(data_hash, tok, template_name, max_length, overlong)
-    final = _cache_dir(cache_root, key)
+    final = _cache_dir(spec.root, key)
     if (final / "COMPLETE").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -233,11 +250,12 @@ def prepare_cache(
         stats = {}
         with tqdm(total=total, unit="B", unit_scale=True, desc="tokenising", disable=not show_progress) as bar:
             for split in SPLITS:
-                stats[split] = _tokenize_split(files[split], tok, tpl, max_length, overlong, tmp / split, bar)
+                stats[split] = _tokenize_split(files[split], tok, spec, tmp / split, bar)
         if stats["train"]["kept"] == 0:
             raise DataError(f"no usable training sample: dropped {stats['train']['dropped']} "
                             f"(does template '{template_name}' fit this data?)", path=data_dir)
-        meta = {"key": key, "format_version": FORMAT_VERSION, "data": str(data_dir), "data_sha256": data_hash, "tokenizer": str(tokenizer_path),
+        meta = {"key": key, "format_version": FORMAT_VERSION, "data": str(data_dir), "data_sha256": data_hash,
+                "tokenizer": str(spec.tokenizer_path),
                 "template": template_name, "max_length": max_length, "overlong": overlong,
                 "pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id, "bos_id": tok.bos_token_id, "vocab_size": len(tok)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -256,12 +274,7 @@ def prepare_cache(
 
 
 def get_or_build_cache(
-    data_dir: str | Path,
-    tokenizer_path: str | Path,
-    template_name: str,
-    max_length: int,
-    overlong: str,
-    cache_root: str | Path,
+    spec: CacheSpec,
     *,
     rank: int,
     world_size: int = 1,
@@ -270,15 +283,15 @@ def get_or_build_cache(
 ) -> Path:
     """Rank 0 builds; the other ranks poll for COMPLETE (or the FAILED note rank 0 leaves on an error).
 
-    ``rank`` is the builder-relevant rank: the global rank when ``cache_root`` is on a shared filesystem,
+    ``rank`` is the builder-relevant rank: the global rank when ``spec.root`` is on a shared filesystem,
     the local rank when it is node-local. Non-zero ranks hash the inputs too (cheap) but never tokenise.
     """
-    final, _ = resolve_cache_path(data_dir, tokenizer_path, template_name, max_length, overlong, cache_root)
+    final = resolve_cache_path(spec)
     failed = final.parent / f"{final.name}.FAILED"
     if rank == 0:
         failed.unlink(missing_ok=True)
         try:
-            return prepare_cache(data_dir, tokenizer_path, template_name, max_length, overlong, cache_root)
+            return prepare_cache(spec)
         except BaseException as err:
             final.parent.mkdir(parents=True, exist_ok=True)
             failed.write_text(str(err) + "\n")
@@ -321,7 +334,7 @@ class TokenCache:
         """(input_ids int64, labels int64 with -100 on non-targets) of sample ``i``."""
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         ids = np.asarray(self.input_ids[a:b], dtype=np.int64)
-        labels = np.where(self.trainable[a:b], ids, -100)
+        labels = np.where(self.trainable[a:b], ids, IGNORE_INDEX)
         return ids, labels
 
 

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bayling.atomic import atomic_write_text
+from bayling.dtypes import torch_dtype
 from bayling.errors import ConfigError, read_json
+from bayling.hashing import sha256_file
 from bayling.train import resume_guard as guard
 
 TAG_RE = re.compile(r"^step-(\d+)$")
@@ -162,7 +164,7 @@ def hash_files_collectively(ckpt: Path, rank: int) -> dict[str, str]:
     world = dist.get_world_size()
     names: list = [guard.checkpoint_files(ckpt) if rank == 0 else None]
     dist.broadcast_object_list(names, src=0)
-    mine = {n: guard.sha256_file(ckpt / n) for n in guard.share(names[0], rank, world)}
+    mine = {n: sha256_file(ckpt / n) for n in guard.share(names[0], rank, world)}
     parts: list = [None] * world
     dist.all_gather_object(parts, mine)
     return {k: v for part in parts for k, v in part.items()} if rank == 0 else {}
@@ -212,13 +214,12 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
 
     Written to ``final.tmp`` and renamed, so a ``final/`` folder is always a whole export.
     """
-    import torch
     import torch.distributed as dist
 
     state = gather_state_dict(bundle)
     final = out / "final"
     if rank == 0:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[export_dtype]
+        dtype = torch_dtype(export_dtype)
         tmp = out / "final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bayling.dtypes import torch_dtype
 from bayling.errors import ConfigError, read_json
+from bayling.paths import REPO_ROOT
 from bayling.train.config import ZERO_CONFIGS, TrainConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass
@@ -48,12 +48,6 @@ def prepare_deepspeed_for_cpu() -> None:
     import deepspeed.ops
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def check_dtype_supported(cfg: TrainConfig) -> None:
-    """fp16 needs a GPU: DeepSpeed refuses it on CPU with an assertion deep in init, so fail first."""
-    if cfg.dtype == "fp16" and on_cpu():
-        raise ConfigError("fp16 is not supported on CPU; use dtype=bf16 or dtype=fp32", field="dtype")
 
 
 def ds_template_path(cfg: TrainConfig) -> Path:
@@ -137,13 +131,12 @@ def lr_schedule(optimizer, total_steps: int, warmup_ratio: float, min_lr_ratio: 
 
 def load_model(model_dir: str, cfg: TrainConfig, ds_config: dict):
     """Load the HF model; under ZeRO-3 the HfDeepSpeedConfig (returned, keep it) partitions it on load."""
-    import torch
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
     stage = ds_config.get("zero_optimization", {}).get("stage", 0)
     hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     from bayling.train.attention import hf_attn_implementation
 
     attn = hf_attn_implementation(cfg.model.attn_implementation, on_cpu())  # auto -> this device's default

@@ -30,7 +30,6 @@ import torch.distributed as dist
 
 from bayling.train import checkpoint as ckpt
 from bayling.train.packing import (
-    IGNORE_INDEX,
     bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
@@ -40,6 +39,7 @@ from bayling.train.packing import (
     plan_steps,
     step_target_tokens,
 )
+from bayling.train.tokenize import IGNORE_INDEX
 
 DONE, STOPPED, NONFINITE = "done", "stopped", "nonfinite"
 # Exit codes (documented in docs/training.md): a signal stop is a SUCCESSFUL exit (0) because torchrun and
@@ -127,18 +127,23 @@ class DataPlan:
             return collate_packed(self.cache, rows, self.max_length, self.attn_implementation, self.mask_dtype)
         return collate_padded(self.cache, [r[0] for r in rows], attn_implementation=self.attn_implementation)
 
+    def step_counts(self) -> dict[str, list[int]]:
+        """Per step of epoch 0's plan: instructions (conversations), tokens and packed rows it holds."""
+        steps = self.plan(0)
+        rows = [self.rows([b for rank in st.micro_batches for mb in rank for b in mb], st) for st in steps]
+        return {"instructions": [sum(len(r) for r in rs) for rs in rows],
+                "tokens": [sum(int(self.cache.lengths[i]) for r in rs for i in r) for rs in rows],
+                "rows": [len(rs) for rs in rows]}
+
     def geometry(self) -> dict[str, Any]:
         """What one optimizer step holds (epoch 0's plan), in the units a reader of the paper counts:
         instructions (conversations), tokens, packed rows; plus the steps one pass over the data takes."""
-        steps = self.plan(0)
-        rows = [self.rows([b for rank in st.micro_batches for mb in rank for b in mb], st) for st in steps]
-        inst = [sum(len(r) for r in rs) for rs in rows]
-        toks = [sum(int(self.cache.lengths[i]) for r in rs for i in r) for rs in rows]
-        n_rows = [len(rs) for rs in rows]
+        c = self.step_counts()
         mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
         span = lambda xs: f"{mean(xs):.1f} ({min(xs, default=0)}-{max(xs, default=0)})"  # noqa: E731
-        return {"steps per epoch": len(steps), "instructions per step (mean, min-max)": span(inst),
-                "tokens per step (mean)": round(mean(toks)), "packed rows per step (mean, min-max)": span(n_rows),
+        return {"steps per epoch": len(c["rows"]), "instructions per step (mean, min-max)": span(c["instructions"]),
+                "tokens per step (mean)": round(mean(c["tokens"])),
+                "packed rows per step (mean, min-max)": span(c["rows"]),
                 "instructions in the data": len(self.cache)}
 
 

@@ -3,8 +3,10 @@
 Why: a 13B full fine-tune OOMs or crawls depending on ZeRO stage, offload, micro-batch and sequence
 length; ``bayling-train --estimate-memory`` answers before a cluster allocation is spent.
 
-Model states (bf16 mixed precision + AdamW, P parameters, N GPUs in total) use DeepSpeed's own
-accounting (``estimate_zero2/3_model_states_mem_needs``; tests check the sums agree exactly):
+Model states (bf16 mixed precision + AdamW, P parameters, N GPUs in total) under ZeRO-2/3 come from
+DeepSpeed's own estimators (``estimate_zero2/3_model_states_mem_needs``, the "cold" variants that take
+parameter counts, so no model is built); the table is how the total splits into rows (the optimizer row is
+DeepSpeed's total minus the others). ZeRO-0/1 and fp32, which DeepSpeed does not estimate, use the table:
 
 ======  ============  ====================  ==================  ========================
 stage   16-bit params  gradients             optimizer (fp32     ZeRO-3 gathered layer
@@ -16,7 +18,8 @@ stage   16-bit params  gradients             optimizer (fp32     ZeRO-3 gathered
 3       2P/N          4P/N                  12P/N               4 x largest layer
 ======  ============  ====================  ==================  ========================
 
-``offload_optimizer`` moves gradients + optimizer to CPU; ``offload_params`` (ZeRO-3) also the params.
+``offload_optimizer`` moves gradients + optimizer to CPU; ``offload_params`` (ZeRO-3) also the params; the
+CPU RAM per node is DeepSpeed's figure (with its 1.5x buffer factor) under ZeRO-2/3.
 fp32 training: params 4, grads 4, Adam 8 bytes per parameter (no master copy).
 
 Activations (per micro-batch of b sequences of s tokens, 16-bit, Llama block with SDPA/flash attention
@@ -120,26 +123,62 @@ def count_params(cfg: dict) -> tuple[int, int]:
     return total, max(embed, h * ffn)
 
 
-def _model_states(P: int, N: int, stage: int, bf16: bool, off_opt: bool, off_par: bool) -> tuple[int, int, int]:
-    """(params, grads, optimizer) bytes per GPU."""
-    if not bf16:
+def deepspeed_estimators():
+    """DeepSpeed's own ZeRO-2/3 model-state estimators (the "cold" ones: parameter counts in, no model built).
+
+    Imported with DeepSpeed's import-time chatter (its logger writes to stdout, e.g. "Setting accelerator to
+    CPU") filtered, so ``--estimate-memory`` prints only the table.
+    """
+    import logging
+
+    ds_logger = logging.getLogger("DeepSpeed")
+
+    def errors_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    ds_logger.addFilter(errors_only)
+    try:
+        from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+        from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+    finally:
+        ds_logger.removeFilter(errors_only)
+    return estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs
+
+
+def model_states(P: int, largest: int, gpus_per_node: int, nodes: int, stage: int, half: bool,
+                 off_opt: bool, off_par: bool) -> tuple[int, int, int, int, int]:
+    """(params, grads, optimizer, ZeRO-3 buffers) bytes per GPU and CPU bytes per node for offloaded states.
+
+    16-bit mixed precision under ZeRO-2/3 (the recipes' settings): the GPU total and the CPU figure are
+    DeepSpeed's (``estimate_zero2/3_model_states_mem_needs``); the split into params / grads / buffers
+    follows the table in the module docstring and the optimizer row is the rest of DeepSpeed's total.
+    ZeRO-0/1 and fp32 have no DeepSpeed estimator: the table's formula alone.
+    """
+    N = gpus_per_node * nodes
+    if not half:
         p, g, o = 4 * P, 4 * P, 8 * P
-        shard = {0: (p, g, o), 1: (p, g, o // N), 2: (p, g // N, o // N), 3: (p // N, g // N, o // N)}[stage]
+        params, grads, opt = {0: (p, g, o), 1: (p, g, o // N), 2: (p, g // N, o // N), 3: (p // N, g // N, o // N)}[stage]
     else:
-        shard = {0: (2 * P, 2 * P, 12 * P), 1: (2 * P, 2 * P + 4 * P // N, 12 * P // N),
-                 2: (2 * P, 6 * P // N, 12 * P // N), 3: (2 * P // N, 4 * P // N, 12 * P // N)}[stage]
-        if stage == 3:  # DeepSpeed rounds the sum of the three once
-            total = int(18 * P / N)
-            shard = (int(2 * P / N), int(4 * P / N), total - int(2 * P / N) - int(4 * P / N))
-        elif stage == 2:
-            total = int(18 * P / N)
-            shard = (2 * P, total - int(12 * P / N), int(12 * P / N))
-    params, grads, opt = shard
+        params, grads, opt = {0: (2 * P, 2 * P, 12 * P), 1: (2 * P, 2 * P + 4 * P // N, 12 * P // N),
+                              2: (2 * P, int(6 * P / N), 0), 3: (int(2 * P / N), int(4 * P / N), 0)}[stage]
+    buffers = 4 * largest if stage == 3 else 0
     if off_opt:
         grads, opt = 0, 0
     if off_par:
         params = 0
-    return params, grads, opt
+    cpu = 0
+    if half and stage in (2, 3):
+        zero2, zero3 = deepspeed_estimators()
+        if stage == 2:
+            cpu_ds, gpu = zero2(P, gpus_per_node, nodes, cpu_offload=off_opt)
+        else:
+            cpu_ds, gpu, buffers = zero3(P, largest, gpus_per_node, nodes, cpu_offload=off_opt,
+                                         cpu_offload_params=off_par)
+        opt = gpu - params - grads - buffers
+        cpu = cpu_ds if off_opt else 0
+    elif off_opt:  # fp32 master + Adam + fp32 grads of this node's GPUs' partitions
+        cpu = 16 * P // nodes
+    return params, grads, opt, buffers, cpu
 
 
 def _activations(cfg: dict, b: int, s: int, ckpt: bool, act_bytes: int) -> int:
@@ -177,13 +216,9 @@ def estimate_memory(
         raise ConfigError("gpus, nodes, micro batch and sequence length must be >= 1")
     name, cfg = load_llama_config(model)
     P, largest = count_params(cfg)
-    N = gpus_per_node * nodes
     half = dtype != "fp32"
-    params, grads, opt = _model_states(P, N, zero_stage, half, offload_optimizer, offload_params)
-    buffers = 4 * largest if zero_stage == 3 else 0
-    cpu = 0
-    if offload_optimizer:  # fp32 master + Adam + fp32 grads of this node's GPUs' partitions (DS: 16 or 18 B/param)
-        cpu = (18 if offload_params else 16) * P // nodes if zero_stage == 3 else 16 * P // nodes
+    params, grads, opt, buffers, cpu = model_states(P, largest, gpus_per_node, nodes, zero_stage, half,
+                                                    offload_optimizer, offload_params)
     act = _activations(cfg, micro_batch, seq_len, grad_checkpointing, 2 if half else 4)
     return MemoryEstimate(name, P, largest, zero_stage, gpus_per_node, nodes, micro_batch, seq_len,
                           grad_checkpointing, offload_optimizer, offload_params, dtype,
@@ -216,6 +251,6 @@ def format_estimate(est: MemoryEstimate) -> str:
     if est.cpu_per_node:
         lines.append(f"{'CPU RAM per node for offloaded states':<{width}}  {est.cpu_per_node / GiB:8.2f}")
     lines.append("")
-    lines.append("Model states follow DeepSpeed's estimate_zero2/3_model_states_mem_needs; activations are an "
+    lines.append("Model states (ZeRO-2/3) are DeepSpeed's estimate_zero2/3_model_states_mem_needs; activations are an "
                  "analytic estimate for a Llama block with SDPA/flash attention.")
     return "\n".join(lines)

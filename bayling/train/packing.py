@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from bayling.train.attention import is_flat
+from bayling.train.tokenize import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 LOSS_CHUNK_ELEMENTS = 1 << 25  # logits per loss chunk: 128 MiB in fp32 (256 rows of Llama-3's 128,256 vocab)
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bayling.config import dump_yaml
+from bayling.dtypes import torch_dtype
 from bayling.errors import BaylingError, ConfigError
+from bayling.hashing import sha256_file
 from bayling.train import resume_guard as guard
 from bayling.train import rundir
 from bayling.train.config import TrainConfig
@@ -42,7 +44,7 @@ class RunOptions:
     trust_checkpoint: bool = False
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """Everything set up for one worker; :func:`train` and :func:`export` only read it."""
 
@@ -171,9 +173,8 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     import torch
 
     from bayling.train import checkpoint as ckpt
-    from bayling.train.attention import resolve as resolve_attn
-    from bayling.train.cache import get_or_build_cache, open_cache
-    from bayling.train.engine import build_engine, on_cpu
+    from bayling.train.cache import CacheSpec, get_or_build_cache, open_cache
+    from bayling.train.engine import build_engine
     from bayling.train.loop import DataPlan, install_signal_handlers
     from bayling.train.metrics import MetricsLogger
 
@@ -183,35 +184,17 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     out = Path(cfg.out)
     model_dir = resolve_model_dir(cfg, rank)
     tok_src = tokenizer_source(cfg, model_dir)
-    cache_path = get_or_build_cache(cfg.data.dir, tok_src, cfg.data.template, cfg.data.max_length,
-                                    cfg.data.overlong, cfg.token_cache_root(), rank=rank, world_size=world,
+    cache_path = get_or_build_cache(CacheSpec.for_run(cfg, tok_src), rank=rank, world_size=world,
                                     timeout_s=cfg.dist_timeout_minutes * 60)
     train_cache = open_cache(cache_path)
     from bayling.train.preflight import check_vocab
 
     check_vocab(model_dir, train_cache.meta.get("vocab_size"), tok_src)
-    ga = cfg.resolved_grad_accum(world)
-    if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
-        from bayling.train.packing import instruction_grad_accum
-
-        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
-                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
-    mask_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.dtype]
-    common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
-                  attn_implementation=resolve_attn(cfg.model.attn_implementation, on_cpu()), mask_dtype=mask_dtype,
-                  packing=cfg.data.packing, micro_batch=cfg.micro_batch)
-    try:
-        plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
-        plan.plan(0)
-    except ValueError as err:  # a step that cannot give every rank work
-        raise ConfigError(str(err), field="instructions_per_step") from None
-    if plan.steps_per_epoch == 0:
-        raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
-                          f"(micro_batch x grad_accum x world size = {cfg.micro_batch * ga * world})",
-                          field="micro_batch")
+    plan, common = step_plan(cfg, train_cache, world)
+    ga = plan.grad_accum
     valid = open_cache(cache_path, "valid")
     valid_plan = DataPlan.build(valid, **common) if cfg.eval_every and len(valid) else None
-    total = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
+    total = total_steps(cfg, plan)
     data_sha = train_cache.meta.get("data_sha256")
     state_extra = {**guard.geometry(cfg, world, ga), "n_sequences": len(plan.bins), "total_steps": total,
                    "cache_key": train_cache.meta["key"], "settings": guard.settings(cfg, data_sha)}
@@ -231,11 +214,44 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
     start = ckpt.load_checkpoint(bundle.engine, resume_from, rank)["step"] if resume_from else 0
     logger = MetricsLogger(out, rank=rank, start_step=start, total_steps=total, n_params=bundle.n_params,
                            world_size=world, peak_tflops=cfg.peak_tflops)
-    run = Run(cfg, options, rank, world, out, model_dir, tok_src, cache_path, plan, valid_plan, total, start,
-              resume_from, bundle, logger, state_extra, changes, lock)
+    run = Run(cfg=cfg, options=options, rank=rank, world_size=world, out=out, model_dir=model_dir,
+              tokenizer_src=tok_src, cache_path=cache_path, plan=plan, valid_plan=valid_plan, total_steps=total,
+              start_step=start, resume_from=resume_from, bundle=bundle, logger=logger, state_extra=state_extra,
+              changes=changes, lock=lock)
     if rank == 0:
         write_run_files(run)
     return run
+
+
+def step_plan(cfg: TrainConfig, train_cache, world: int):
+    """(the run's :class:`~bayling.train.loop.DataPlan` over this token cache for ``world`` processes, the
+    keyword arguments a validation plan shares). One function for the run and for ``--print-config``."""
+    from bayling.train.attention import resolve as resolve_attn
+    from bayling.train.loop import DataPlan
+
+    ga = cfg.resolved_grad_accum(world)
+    if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
+        from bayling.train.packing import instruction_grad_accum
+
+        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
+                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
+    common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
+                  attn_implementation=resolve_attn(cfg.model.attn_implementation), mask_dtype=torch_dtype(cfg.dtype),
+                  packing=cfg.data.packing, micro_batch=cfg.micro_batch)
+    try:
+        plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)
+        plan.plan(0)
+    except ValueError as err:  # a step that cannot give every rank work
+        raise ConfigError(str(err), field="instructions_per_step") from None
+    if plan.steps_per_epoch == 0:
+        raise ConfigError(f"{len(plan.bins)} sequences are fewer than one optimizer step needs "
+                          f"(micro_batch x grad_accum x world size = {cfg.micro_batch * ga * world})",
+                          field="micro_batch")
+    return plan, common
+
+
+def total_steps(cfg: TrainConfig, plan) -> int:
+    return cfg.max_steps or cfg.epochs * plan.steps_per_epoch
 
 
 def write_run_files(run: Run) -> None:
@@ -286,7 +302,7 @@ def checkpoint_identity(run: Run) -> dict:
     from bayling import __version__
 
     manifest = Path(run.cfg.data.dir) / "manifest.json"
-    data_manifest = guard.sha256_file(manifest) if manifest.is_file() else None
+    data_manifest = sha256_file(manifest) if manifest.is_file() else None
     return {"format": 1, "template": run.cfg.data.template, "max_length": run.cfg.data.max_length,
             "base_model": run.cfg.model.path, "data_manifest_sha256": data_manifest,
             "cache_key": run.state_extra.get("cache_key"),

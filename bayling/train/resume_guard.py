@@ -20,7 +20,6 @@ Two guards (docs/training.md, "Resuming"):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from bayling.atomic import atomic_write_text
 from bayling.config import to_dict
 from bayling.errors import ConfigError
+from bayling.hashing import sha256_file
 
 MANIFEST = "MANIFEST.json"
 CHANGES = "config_changes.jsonl"
@@ -39,14 +39,6 @@ class ResumeRefused(ConfigError):
     """Raised identically on every rank: only rank 0 prints it (one line for N workers)."""
 
     all_ranks = True
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_identity(cfg) -> str:

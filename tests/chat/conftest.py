@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile import REPO, cli_env
+from hostile import REPO, cli_env, run_cli
 
 MODULES = {"bayling-chat": "bayling.cli.chat", "bayling-serve": "bayling.cli.serve"}
 
@@ -39,7 +39,10 @@ def chat_model(final_dir):
 
 
 def run_prog(prog: str, args: list[str], *, timeout: float = 180, stdin: str | None = None,
-             cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run bayling-chat / bayling-serve the way a user does: a fresh process, offline."""
+             cwd: Path = REPO, fresh_process: bool = True) -> subprocess.CompletedProcess:
+    """Run bayling-chat / bayling-serve the way a user does: a fresh process, offline (``fresh_process=False``:
+    the command's ``main(argv)`` in this process, tests/hostile.py)."""
+    if not fresh_process:
+        return run_cli(prog, args, cwd=cwd, timeout=timeout, stdin=stdin)
     return subprocess.run([sys.executable, "-m", MODULES[prog], *args], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=timeout, input=stdin)

@@ -63,13 +63,17 @@ CASES = [
 ]
 
 
+FRESH = {1, 4, 20}  # also run as real processes (tests/hostile.py: the rest run in-process)
+
+
 @pytest.mark.parametrize("prog,args,damage,needles", CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_bad_input_is_one_line_and_exit_2(ckpt, prog, args, damage, needles):
+def test_bad_input_is_one_line_and_exit_2(ckpt, prog, args, damage, needles, request):
     if damage:
         damage(ckpt)
     before = snapshot(ckpt)
-    proc = run_prog(prog, [a.replace("{m}", str(ckpt)) for a in args])
+    index = int(request.node.callspec.id.rsplit("-", 1)[1])
+    proc = run_prog(prog, [a.replace("{m}", str(ckpt)) for a in args], fresh_process=index in FRESH)
     assert_one_line_error(proc, prog, *needles)
     assert_untouched(before, ckpt)
 
@@ -79,12 +83,12 @@ def test_serve_on_a_taken_port_is_one_line(ckpt):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = run_prog("bayling-serve", ["--model", str(ckpt), "--port", str(port)])
+        proc = run_prog("bayling-serve", ["--model", str(ckpt), "--port", str(port)], fresh_process=False)
     assert_one_line_error(proc, "bayling-serve", f"cannot listen on 127.0.0.1:{port}: the port is in use")
 
 
-@pytest.mark.slow  # loads the model (~20 s on a busy CPU)
-def test_once_with_a_prompt_longer_than_the_context_is_one_line(ckpt):
-    proc = run_prog("bayling-chat", ["--model", str(ckpt), "--once", "word " * 300, "--max-new-tokens", "8"])
+def test_once_with_a_prompt_longer_than_the_context_is_one_line(ckpt):  # in-process: ~2 s
+    proc = run_prog("bayling-chat", ["--model", str(ckpt), "--once", "word " * 300, "--max-new-tokens", "8"],
+                    fresh_process=False)
     assert_one_line_error(proc, "bayling-chat", "the prompt is", "exceeds the model's 256-token context",
                           "bayling.json max_length")

@@ -1,4 +1,5 @@
-"""Hostile-but-realistic input to ``bayling-build-data``, each case through the real command in a fresh process.
+"""Hostile-but-realistic input to ``bayling-build-data``, each case through the real command's ``main(argv)``
+(in-process, tests/hostile.py; the ``fresh`` cases in a fresh ``python -m bayling.cli.build_data`` process).
 
 Every case ends in exactly one ``bayling-build-data: error: ...`` line and exit 2 (or, for ``--skip-bad-records``,
 exit 0 with the bad record counted in rejects.jsonl and the manifest), never a traceback, and every file the
@@ -38,6 +39,7 @@ class Case:
     setup: Callable[[Path], None] | None = None
     counted: bool = False  # exit 0 with the bad record counted instead of an error
     cwd_is_case: bool = False
+    fresh: bool = False  # run as a real process (worker processes; the end-to-end proof of the in-process runs)
 
 
 def recipe(sources: str, extra: str = "") -> str:
@@ -102,7 +104,7 @@ CASES: dict[str, Case] = {
     # --- the recipe file
     "recipe_missing": Case(["--recipe", "{d}/nope.yaml", "--out", "{d}/out"], ("not found",)),
     "recipe_is_a_folder": Case(["--recipe", "{d}", "--out", "{d}/out"], ("not found",), BASE),
-    "recipe_bad_yaml": Case(RUN, ("invalid yaml", "r.yaml"), {"r.yaml": "name: [unclosed\n"}),
+    "recipe_bad_yaml": Case(RUN, ("invalid yaml", "r.yaml"), {"r.yaml": "name: [unclosed\n"}, fresh=True),
     "recipe_is_a_list": Case(RUN, ("mapping",), {"r.yaml": "- a\n- b\n"}),
     "recipe_not_utf8": Case(RUN, ("utf-8",), {"r.yaml": b"name: caf\xe9\n"}),
     "recipe_typo_key": Case(RUN, ("instructons", "instructions"), {"r.yaml": "instructons: {}\n"}),
@@ -171,7 +173,8 @@ CASES: dict[str, Case] = {
     "json_without_dry_run": Case([*RUN, "--json"], ("--dry-run",), BASE),
     "snapshots_root_missing": Case([*RUN, "--snapshots", "{d}/nowhere"], ("--snapshots",), BASE),
     "bad_record_with_two_workers": Case([*RUN, "--workers", "2"], ("in.jsonl:2",),
-                                        {**BASE, "in.jsonl": jsonl(GOOD[:1]) + b"{oops\n" + jsonl(GOOD[1:])}),
+                                        {**BASE, "in.jsonl": jsonl(GOOD[:1]) + b"{oops\n" + jsonl(GOOD[1:])},
+                                        fresh=True),
     "group_unknown_language": Case(RUN, ("parallel_groups.g",), {"r.yaml": recipe(
         "parallel_groups:\n  g: {path: org/corpus, langs: [deu, klingon]}")}),
     "group_bad_code_system": Case(RUN, ("code",), {"r.yaml": recipe(
@@ -189,7 +192,7 @@ CASES: dict[str, Case] = {
     # --- counted rejects instead of errors
     "skip_escaped_nul_is_counted": Case([*RUN, "--skip-bad-records"], counted=True, files={
         **BASE, "in.jsonl": jsonl([*GOOD, {"instruction": "Say hi\u0000", "input": "", "output": "Hi."}])}),
-    "skip_malformed_is_counted": Case([*RUN, "--skip-bad-records"], counted=True, files={
+    "skip_malformed_is_counted": Case([*RUN, "--skip-bad-records"], counted=True, fresh=True, files={
         **BASE, "in.jsonl": jsonl(GOOD) + b"{oops\n"}),
 }
 
@@ -221,14 +224,14 @@ def _run_case(name: str, base: Path) -> Outcome:
     args = [_fill(a, d) for a in case.args]
     if args[:1] != ["merge"]:
         args = ["--no-progress", *args]
-    proc = run_cli(PROG, args, cwd=d if case.cwd_is_case else d.parent, timeout=300)
+    proc = run_cli(PROG, args, cwd=d if case.cwd_is_case else d.parent, timeout=300, fresh_process=case.fresh)
     return Outcome(d, before, inputs, proc)
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, Outcome]:
-    """All cases at once, as many in parallel as there are cores (each is a separate process, so the suite's
-    wall time is the cores' time, not the sum of 60+ interpreter start-ups)."""
+    """All cases at once: the fresh-process ones in parallel threads (as many as there are cores), the
+    in-process ones one at a time in between (run_cli serialises them)."""
     base = tmp_path_factory.mktemp("hostile")
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return dict(zip(sorted(CASES), pool.map(lambda n: _run_case(n, base), sorted(CASES))))
@@ -251,3 +254,4 @@ def test_hostile_build_data(name: str, outcomes: dict[str, Outcome]) -> None:
 
 def test_there_are_at_least_40_cases() -> None:
     assert len(CASES) >= 40
+    assert sum(c.fresh for c in CASES.values()) >= 3  # the end-to-end proof of the in-process runs

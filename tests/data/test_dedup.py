@@ -29,13 +29,14 @@ def _rec(prompt: str, answer: str = "answer") -> dict:
 
 def test_distinct_real_records_are_all_kept(real):
     d = Deduplicator()
-    assert d.check_many(real) == [None] * len(real)
+    assert [d.add(sig) for sig in d.signatures(real)] == [None] * len(real)
     assert len(d.index) == len(real)
 
 
 def test_exact_duplicates_after_normalisation(real):
     d = Deduplicator()
-    d.check_many(real)
+    for sig in d.signatures(real):
+        d.add(sig)
     for rec in real[:50]:
         prompt = prompt_text(rec)
         variant = "  " + prompt.upper().replace(" ", "   ") + " !!"
@@ -45,7 +46,8 @@ def test_exact_duplicates_after_normalisation(real):
 
 def test_one_word_edit_is_a_near_duplicate(real):
     d = Deduplicator()
-    d.check_many(real)
+    for sig in d.signatures(real):
+        d.add(sig)
     rng = random.Random(0)
     # Jaccard of character 5-grams after one edited word is >= 0.8 only for prompts of a few lines; on a
     # 50-character prompt one word is 20% of the text, which is not a near duplicate at threshold 0.8.
@@ -99,7 +101,8 @@ def test_signatures_are_deterministic_across_processes(real):
 
 def test_sharded_signatures_merged_equal_single_pass(real):
     dup = real[:100] + [_rec(prompt_text(r).upper()) for r in real[:20]] + real[100:]
-    single = Deduplicator().check_many(dup)
+    whole = Deduplicator()
+    single = [whole.add(sig) for sig in whole.signatures(dup)]
     shards = [dup[i::3] for i in range(3)]  # each shard computes signatures on its own
     sigs_by_shard = [Deduplicator().signatures(s) for s in shards]
     merged = Deduplicator()

@@ -195,6 +195,10 @@ CASES = [
 ]
 
 
+# Also run as a real `python -m bayling.cli.evaluate` process (tests/hostile.py: the rest run in-process).
+FRESH = {"out-dot-in-user-folder", "model-truncated-safetensors", "score-hyp-invalid-utf8", "limit-not-int"}
+
+
 @pytest.mark.parametrize("case_id,argv,setup,needles,cwd", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input_is_one_line_and_touches_nothing(case_id, argv, setup, needles, cwd, tmp_path):
     if case_id.startswith("device-cuda"):
@@ -213,10 +217,11 @@ def test_hostile_input_is_one_line_and_touches_nothing(case_id, argv, setup, nee
         _setup(tmp_path, setup)
     before = snapshot(tmp_path)
     args = [a.replace("{ws}", str(tmp_path)) for a in argv]
-    proc = run_cli(PROG, args, cwd=tmp_path / cwd if cwd else tmp_path, timeout=120)
+    proc = run_cli(PROG, args, cwd=tmp_path / cwd if cwd else tmp_path, timeout=120, fresh_process=case_id in FRESH)
     assert_one_line_error(proc, PROG, *needles)
     assert_untouched(before, tmp_path)
 
 
 def test_case_count_meets_the_contract():
     assert len(CASES) >= 40
+    assert FRESH <= {c[0] for c in CASES}

@@ -48,6 +48,7 @@ def test_metadata_and_label_files_name_benchmark_and_language(tmp_path):
                                              ("hellaswag_sr", "okapi_hellaswag", "sr"),
                                              ("belebele_npi_Deva", "belebele", "npi_Deva"),
                                              ("xnli_ur", "xnli", "ur"), ("mgsm_direct_ja", "mgsm", "ja"),
+                                             ("mgsm_native_cot_de", "mgsm_native_cot", "de"),
                                              ("arc_challenge", "arc_challenge", "eng_Latn")])
 def test_the_suites_own_tasks_are_labelled_from_their_language_lists(task, bench, lang):
     label = Labeller().label(task)
@@ -57,6 +58,12 @@ def test_the_suites_own_tasks_are_labelled_from_their_language_lists(task, bench
 def test_english_mmlu_subjects_are_english_mmlu_through_the_documented_group_mapping():
     lab = Labeller(None, {"mmlu": ["mmlu_stem"], "mmlu_stem": ["mmlu_anatomy"]})
     assert (lab.label("mmlu_anatomy").benchmark, lab.label("mmlu_anatomy").language) == ("mmlu", "eng_Latn")
+
+
+def test_cmmlu_subjects_are_chinese_cmmlu_through_the_documented_group_mapping():
+    lab = Labeller(None, {"cmmlu": ["cmmlu_agronomy", "cmmlu_college_law"]})
+    for task in ("cmmlu_agronomy", "cmmlu_college_law"):
+        assert (lab.label(task).benchmark, lab.label(task).language) == ("cmmlu", "zho_Hans")
 
 
 def test_a_malformed_label_file_is_one_error(tmp_path):

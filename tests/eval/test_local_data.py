@@ -60,8 +60,8 @@ def test_unknown_layout_or_missing_split_is_one_error(tmp_path):
     (data / "alexandrainst/m_arc/data/de/val.jsonl").unlink()
     with pytest.raises(DataError, match="split 'validation'"):
         _load(["arc_de"], data, tmp_path / "a")
-    (data / "alexandrainst/m_hellaswag").mkdir(parents=True)
+    (data / "Rowan/hellaswag").mkdir(parents=True)  # English HellaSwag: no layout entry
     with pytest.raises(DataError, match="layout is not known"):
-        _load(["hellaswag_de"], data, tmp_path / "b")
+        _load(["hellaswag"], data, tmp_path / "b")
     with pytest.raises(DataError, match="not a folder"):
         _load(["arc_de"], tmp_path / "nowhere", tmp_path / "c")

@@ -20,16 +20,13 @@ from pathlib import Path
 import pytest
 
 from bayling.errors import ConfigError
-from bayling.train.launch import (
-    EXIT_REQUEUE,
+from bayling.train.launch import EXIT_REQUEUE, descendant_pids, node_launches, this_node
+from bayling.train.slurm_env import (
     allocation_hosts,
-    descendant_pids,
     expand_hostlist,
-    node_launches,
     preview_env,
     processes_per_node,
     slurm_present,
-    this_node,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,12 +72,12 @@ def test_bad_hostlist_is_a_config_error(spec):
 @pytest.mark.slurm
 def test_where_slurm_is_present_scontrol_expands_the_host_list(slurm_cluster, monkeypatch):
     """With Slurm installed the allocation's hosts come from `scontrol show hostnames`, not our fallback."""
-    import bayling.train.launch as launch
+    import bayling.train.slurm_env as slurm_env
 
     def fallback_must_not_run(spec):
         raise AssertionError("the pure-Python expander ran although Slurm is present")
 
-    monkeypatch.setattr(launch, "expand_hostlist", fallback_must_not_run)
+    monkeypatch.setattr(slurm_env, "expand_hostlist", fallback_must_not_run)
     assert slurm_present()
     assert allocation_hosts({"SLURM_JOB_NODELIST": "r[1-2]n[08-09]", "SLURM_NNODES": "4"}) == [
         "r1n08", "r1n09", "r2n08", "r2n09"]

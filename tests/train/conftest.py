@@ -16,7 +16,7 @@ def train_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def token_cache_dir(train_data_dir, tiny_llama2, tmp_path_factory) -> Path:
     """Cache of the fixture with the tiny model's tokenizer (Llama-2 + bayling template), max length 512."""
-    from bayling.train.cache import prepare_cache
+    from bayling.train.cache import CacheSpec, prepare_cache
 
     root = tmp_path_factory.mktemp("token_cache")
-    return prepare_cache(train_data_dir, tiny_llama2, "bayling", 512, "truncate", root, show_progress=False)
+    return prepare_cache(CacheSpec(train_data_dir, tiny_llama2, "bayling", 512, "truncate", root), show_progress=False)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import train_harness as th
+from hostile import run_cli
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -30,18 +31,18 @@ def cache_root(tmp_path_factory):
 
 def test_missing_data_dir(tmp_path, tiny_llama2, cache_root):
     args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, [f"data.dir={tmp_path / 'nope'}"])
-    _one_line_error(th.run(1, args), "nope", "does not exist")
+    _one_line_error(run_cli("bayling-train", args), "nope", "does not exist")
 
 
 def test_empty_data_dir(tmp_path, tiny_llama2, cache_root):
     (tmp_path / "data" / "train").mkdir(parents=True)
     args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, [f"data.dir={tmp_path / 'data'}"])
-    _one_line_error(th.run(1, args), "no training data")
+    _one_line_error(run_cli("bayling-train", args), "no training data")
 
 
 def test_fp16_on_cpu(tmp_path, tiny_llama2, cache_root):
     args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, ["dtype=fp16"])
-    _one_line_error(th.run(1, args), "field 'dtype'", "fp16 is not supported on CPU")
+    _one_line_error(run_cli("bayling-train", args), "field 'dtype'", "fp16 is not supported on CPU")
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_nonfinite_loss_saves_and_stops(tmp_path, tiny_llama2, cache_root):
 def test_tokenizer_larger_than_the_model_embedding(tmp_path, tiny_llama2, cache_root):
     """Llama-3's 128k-token tokenizer against a 32k-vocabulary model: named before any forward pass."""
     args = th.train_args(tmp_path / "out", tiny_llama2, cache_root, ["model.tokenizer=llama3"])
-    _one_line_error(th.run(1, args), "model.tokenizer", "128256 tokens", "32000")
+    _one_line_error(run_cli("bayling-train", args), "model.tokenizer", "128256 tokens", "32000")
 
 
 def test_local_launch_checks_the_config_before_starting_workers(tmp_path, tiny_llama2, cache_root):

@@ -10,18 +10,20 @@ import sys
 
 import pytest
 import yaml
+from hostile import run_cli
 
 from bayling.config import load_config
 from bayling.errors import ConfigError
+from bayling.paths import REPO_ROOT
 from bayling.train.config import TrainConfig
-from bayling.train.engine import REPO_ROOT, auto_values, fill_auto, lr_schedule
+from bayling.train.engine import auto_values, fill_auto, lr_schedule
 
 RECIPES = sorted((REPO_ROOT / "data" / "recipes" / "train").glob("*.yaml"))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bayling.cli.train", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    """bayling-train's ``main(argv)`` in this process, output captured (tests/hostile.py)."""
+    return run_cli("bayling-train", list(args), cwd=REPO_ROOT)
 
 
 def test_the_four_recipes_exist_and_load():
@@ -146,3 +148,56 @@ def test_prepare_only_is_offline_with_a_hub_model_and_a_local_tokenizer(tmp_path
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "token cache ready" in proc.stdout and len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def _yaml_part(stdout: str) -> str:
+    return "".join(line + "\n" for line in stdout.splitlines() if not line.startswith("#"))
+
+
+def test_print_config_without_a_token_cache_says_what_the_config_fixes_and_stays_loadable(tmp_path, tiny_llama2):
+    """Issue 13: without the cache the comment says to run --prepare-only (nothing is tokenised); the YAML part
+    of the output is a config that --config accepts and that prints the same YAML again."""
+    fixture = REPO_ROOT / "tests" / "train" / "fixtures" / "instruct"
+    args = ["--config", str(REPO_ROOT / "data/recipes/train/tiny_cpu.yaml"), "--print-config", "model.init=pretrained",
+            f"model.path={tiny_llama2}", f"data.dir={fixture}", f"data.cache_dir={tmp_path / 'cache'}",
+            f"out={tmp_path / 'out'}"]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    comment = [line for line in proc.stdout.splitlines() if line.startswith("#")]
+    assert "--prepare-only" in comment[0]
+    assert comment[1] == "# per step: 4 packed rows of up to 256 tokens (micro_batch 2 x grad_accum 2 x world size 1)"
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(proc.stdout, encoding="utf-8")  # comments included: still a loadable config
+    again = cli("--config", str(printed), "--print-config")
+    assert again.returncode == 0, again.stderr
+    assert _yaml_part(again.stdout) == _yaml_part(proc.stdout)
+    per_step = cli(*args, "instructions_per_step=16", "grad_accum=null").stdout.splitlines()[-1]
+    assert per_step == "# per step: 16 instructions (instructions_per_step)"
+
+
+def test_print_config_after_prepare_only_shows_the_runs_step_figures(tmp_path, tiny_llama2):
+    """Issue 13: with the token cache built, --print-config gives instructions, tokens and packed rows per step
+    and the number of steps, from the plan the run itself follows (golden values for the fixture)."""
+    from bayling.train.cache import CacheSpec, find_cache, open_cache
+    from bayling.train.recipe import step_plan
+
+    fixture = REPO_ROOT / "tests" / "train" / "fixtures" / "instruct"
+    args = ["--config", str(REPO_ROOT / "data/recipes/train/tiny_cpu.yaml"), "model.init=pretrained",
+            f"model.path={tiny_llama2}", f"data.dir={fixture}", f"data.cache_dir={tmp_path / 'cache'}",
+            f"out={tmp_path / 'out'}"]
+    assert cli(*args, "--prepare-only").returncode == 0
+
+    def figures(*extra: str) -> str:
+        proc = cli(*args, "--print-config", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.splitlines() if line.startswith("#")][0]
+
+    assert figures() == ("# per step: ~5.2 instructions, ~961 tokens (mean), ~4.0 packed rows of 256; "
+                         "52 steps for 1 epoch of 270 records")
+    assert figures("instructions_per_step=16", "grad_accum=null") == (
+        "# per step: 16 instructions, ~2972 tokens (mean), ~13.1 packed rows of 256; 16 steps for 1 epoch of 270 records")
+    assert figures("--world-size", "2").startswith("# per step: ~10.4 instructions, ~1921 tokens")
+    cfg = load_config(TrainConfig, args[1], args[2:])  # the same numbers as the run's own plan
+    plan, _ = step_plan(cfg, open_cache(find_cache(CacheSpec.for_run(cfg, tiny_llama2))), 1)
+    assert plan.steps_per_epoch == 52 and len(plan.cache) == 270

@@ -46,12 +46,12 @@ def test_export_loads_and_equals_trained_weights(run, tiny_llama2):
 def test_tokenizer_template_and_stop_tokens(run):
     from transformers import AutoTokenizer
 
-    from bayling.templates import get_template, render_for_tokenizer, stop_token_ids
+    from bayling.templates import get_template, stop_token_ids
 
     tok = AutoTokenizer.from_pretrained(run / "final")
     tpl = get_template("bayling")
     msgs = [{"role": "user", "content": "Translate to German: good morning"}, {"role": "assistant", "content": "Guten Morgen"}]
-    assert tok.apply_chat_template(msgs, tokenize=False) == render_for_tokenizer(tpl, tok, msgs).text
+    assert tok.apply_chat_template(msgs, tokenize=False) == tpl.render(msgs, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "").text
     gen = json.loads((run / "final" / "generation_config.json").read_text())
     eos = gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
     assert eos == stop_token_ids(tok, tpl)

@@ -21,10 +21,10 @@ WORKER = Path(__file__).resolve().parent / "loss_norm_worker.py"
 
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory, tiny_llama2) -> dict:
-    from bayling.train.cache import prepare_cache
+    from bayling.train.cache import CacheSpec, prepare_cache
 
-    cache = prepare_cache(th.FIXTURE_DATA, tiny_llama2, "bayling", 128, "truncate",
-                          tmp_path_factory.getbasetemp() / "train_runs" / "token_cache", show_progress=False)
+    root = tmp_path_factory.getbasetemp() / "train_runs" / "token_cache"
+    cache = prepare_cache(CacheSpec(th.FIXTURE_DATA, tiny_llama2, "bayling", 128, "truncate", root), show_progress=False)
     out = tmp_path_factory.mktemp("loss_norm")
     results = {}
     for nproc, specs in ((1, ["4x1", "1x4"]), (2, ["1x2"])):

@@ -44,6 +44,27 @@ def test_model_states_equal_deepspeed_estimator(name, gpus, nodes):
         assert est.model_states == ds_gpu
 
 
+# Per-GPU model-state bytes on one node of 8 GPUs (bf16 + AdamW), DeepSpeed 0.19's estimators: golden values,
+# so a change in either our parameter counts or in how the estimate is assembled shows up as a number.
+GOLDEN_8_GPUS = {  # (ZeRO stage, offload optimizer+params) -> bytes, per model
+    "llama2-7b": {(2, False): 28_638_266_368, (3, False): 15_685_723_136, (3, True): 524_288_000},
+    "llama3-8b": {(2, False): 34_128_610_304, (3, False): 20_169_434_112, (3, True): 2_101_346_304},
+    "llama2-13b": {(2, False): 55_317_423_360, (3, False): 29_941_054_720, (3, True): 655_360_000},
+}
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_8_GPUS))
+def test_model_states_golden_values_and_rows(name):
+    P = PUBLISHED[name]
+    for (stage, off), expected in GOLDEN_8_GPUS[name].items():
+        est = estimate_memory(name, stage, 8, offload_optimizer=off, offload_params=off)
+        assert est.model_states == expected, (stage, off)
+        if not off:  # the rows split DeepSpeed's total as the docstring's table says
+            assert est.optimizer == 12 * P // 8
+            assert est.grads == (int(6 * P / 8) if stage == 2 else int(4 * P / 8))
+    assert estimate_memory(name, 3, 8, offload_optimizer=True, offload_params=True).cpu_per_node == int(P * 18 * 1.5)
+
+
 def test_deepspeed_all_cold_printout_agrees(capsys):
     """The functions the issue names print the same GPU figure (GB, 2 decimals) for a 13B model on 8 GPUs."""
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs_all_cold
@@ -82,13 +103,11 @@ def test_bad_arguments(tmp_path):
                                            ("llama3_8b", "micro-batch 2 x 4096 tokens")])
 def test_estimate_memory_reads_the_config(recipe, expect):
     """`--estimate-memory --config` takes model, ZeRO stage, micro batch and length from the run's config."""
-    import subprocess
-    import sys
+    from hostile import run_cli
 
-    from bayling.train.engine import REPO_ROOT
+    from bayling.paths import REPO_ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "bayling.cli.train", "--estimate-memory", "--config",
-                           str(REPO_ROOT / "data/recipes/train" / f"{recipe}.yaml")], capture_output=True,
-                          text=True, timeout=120, cwd=REPO_ROOT)
+    proc = run_cli("bayling-train", ["--estimate-memory", "--config",
+                                     str(REPO_ROOT / "data/recipes/train" / f"{recipe}.yaml")], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     assert expect in proc.stdout.splitlines()[0]

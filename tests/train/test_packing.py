@@ -8,7 +8,6 @@ import torch
 
 from bayling.train.cache import open_cache
 from bayling.train.packing import (
-    IGNORE_INDEX,
     bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
@@ -18,6 +17,7 @@ from bayling.train.packing import (
     plan_steps,
     step_target_tokens,
 )
+from bayling.train.tokenize import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from train_helpers import FIXTURE, make_data_dir
 from bayling.errors import BaylingError, DataError
 from bayling.templates import get_template
 from bayling.tokenizer import load_tokenizer
-from bayling.train.cache import get_or_build_cache, open_cache, prepare_cache
+from bayling.train.cache import CacheSpec, get_or_build_cache, open_cache, prepare_cache
 from bayling.train.tokenize import IGNORE_INDEX, tokenize_batch, tokenize_conversation
 
 BAYLING = get_template("bayling")
@@ -96,27 +96,27 @@ def test_cache_matches_direct_tokenisation_and_counts(token_cache_dir, tok):
 def test_cache_is_reused_and_keyed(train_data_dir, tiny_llama2, token_cache_dir, tmp_path):
     root = token_cache_dir.parent
     stamp = (token_cache_dir / "COMPLETE").stat().st_mtime_ns
-    again = prepare_cache(train_data_dir, tiny_llama2, "bayling", 512, "truncate", root, show_progress=False)
+    again = prepare_cache(CacheSpec(train_data_dir, tiny_llama2, "bayling", 512, "truncate", root), show_progress=False)
     assert again == token_cache_dir and (again / "COMPLETE").stat().st_mtime_ns == stamp
-    other = prepare_cache(train_data_dir, tiny_llama2, "bayling", 256, "truncate", root, show_progress=False)
+    other = prepare_cache(CacheSpec(train_data_dir, tiny_llama2, "bayling", 256, "truncate", root), show_progress=False)
     assert other != token_cache_dir
     data2 = make_data_dir(tmp_path / "d2", n_train=298)
-    changed = prepare_cache(data2, tiny_llama2, "bayling", 512, "truncate", root, show_progress=False)
+    changed = prepare_cache(CacheSpec(data2, tiny_llama2, "bayling", 512, "truncate", root), show_progress=False)
     assert changed not in (token_cache_dir, other)
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
 def test_bad_data_errors_name_file_and_line(tiny_llama2, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        prepare_cache(tmp_path / "missing", tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
+        prepare_cache(CacheSpec(tmp_path / "missing", tiny_llama2, "bayling", 512, "truncate", tmp_path / "c"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="train/"):
-        prepare_cache(tmp_path / "empty", tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
+        prepare_cache(CacheSpec(tmp_path / "empty", tiny_llama2, "bayling", 512, "truncate", tmp_path / "c"))
     d = make_data_dir(tmp_path / "bad", n_train=20)
     with open(d / "train" / "00001.jsonl", "a") as f:
         f.write('{"messages": [{"role": "user", "content": "x"}\n')
     with pytest.raises(DataError) as err:
-        prepare_cache(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c", show_progress=False)
+        prepare_cache(CacheSpec(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c"), show_progress=False)
     assert "00001.jsonl:11" in str(err.value)
     assert not any((tmp_path / "c").glob("*/COMPLETE"))
 
@@ -126,23 +126,23 @@ def test_all_dropped_is_an_error(tiny_llama2, tmp_path):
     (d / "train").mkdir(parents=True)
     (d / "train" / "0.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(DataError, match="no usable training sample"):
-        prepare_cache(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c", show_progress=False)
+        prepare_cache(CacheSpec(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c"), show_progress=False)
 
 
 def test_other_ranks_wait_for_rank0_and_never_build(tiny_llama2, tmp_path):
     d = make_data_dir(tmp_path / "d", n_train=40)
-    args = (d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
+    spec = CacheSpec(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
     got: dict = {}
 
     def waiter():
-        got["path"] = get_or_build_cache(*args, rank=1, world_size=2, timeout_s=120, poll_s=0.05)
+        got["path"] = get_or_build_cache(spec, rank=1, world_size=2, timeout_s=120, poll_s=0.05)
         got["when"] = time.time()
 
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.5)
     assert "path" not in got  # nothing built yet: rank 1 is still waiting
-    built = get_or_build_cache(*args, rank=0, world_size=2)
+    built = get_or_build_cache(spec, rank=0, world_size=2)
     t.join(60)
     assert got["path"] == built and (built / "COMPLETE").is_file()
     assert len(list((tmp_path / "c").iterdir())) == 1
@@ -150,15 +150,15 @@ def test_other_ranks_wait_for_rank0_and_never_build(tiny_llama2, tmp_path):
 
 def test_waiting_rank_times_out_or_sees_rank0_failure(tiny_llama2, tmp_path):
     d = make_data_dir(tmp_path / "d", n_train=20)
-    args = (d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
+    spec = CacheSpec(d, tiny_llama2, "bayling", 512, "truncate", tmp_path / "c")
     with pytest.raises(BaylingError, match="timed out"):
-        get_or_build_cache(*args, rank=1, world_size=2, timeout_s=0.3, poll_s=0.05)
+        get_or_build_cache(spec, rank=1, world_size=2, timeout_s=0.3, poll_s=0.05)
     with open(d / "valid.jsonl", "a") as f:
         f.write("not json\n")
     with pytest.raises(DataError):
-        get_or_build_cache(*args, rank=0, world_size=2)
+        get_or_build_cache(spec, rank=0, world_size=2)
     with pytest.raises(BaylingError, match="rank 0 failed"):
-        get_or_build_cache(*args, rank=1, world_size=2, timeout_s=30, poll_s=0.05)
+        get_or_build_cache(spec, rank=1, world_size=2, timeout_s=30, poll_s=0.05)
 
 
 def test_fixture_cache_key_and_token_counts_are_pinned(token_cache_dir):

@@ -23,6 +23,7 @@ import pytest
 import train_harness as th
 from hostile import REPO, assert_one_line_error, assert_untouched, cli_env, run_cli, snapshot
 
+from bayling.hashing import sha256_file
 from bayling.train import resume_guard as guard
 from bayling.train import rundir
 
@@ -90,12 +91,16 @@ OVERRIDE_CASES = {
 }
 
 
+# Cases also run as a real `python -m bayling.cli.train` process (tests/hostile.py: the rest run in-process).
+FRESH = {"unknown-key", "beta-above-1", "not-utf8"}
+
+
 @pytest.mark.parametrize("case", sorted(OVERRIDE_CASES))
 def test_bad_override_is_one_line_naming_the_command_line(case, work):
     base, tmp = work
     extra, needles = OVERRIDE_CASES[case]
     before = snapshot(th.FIXTURE_DATA, Path(CONFIG))
-    proc = run_cli(PROG, [*base, *extra])
+    proc = run_cli(PROG, [*base, *extra], fresh_process=case in FRESH)
     line = assert_one_line_error(proc, PROG, *needles)
     assert "tiny_cpu.yaml" not in line, line  # the value came from the command line, not the file
     assert_untouched(before, th.FIXTURE_DATA, Path(CONFIG))
@@ -120,7 +125,7 @@ def test_bad_config_file_names_the_file(case, tmp_path):
         cfg.write_bytes(text)
     elif text is not None:
         cfg.write_text(text)
-    proc = run_cli(PROG, ["--config", str(cfg), f"out={tmp_path / 'run'}"])
+    proc = run_cli(PROG, ["--config", str(cfg), f"out={tmp_path / 'run'}"], fresh_process=case in FRESH)
     line = assert_one_line_error(proc, PROG, *needles)
     assert "train.yaml" in line
 
@@ -177,7 +182,8 @@ def test_second_trainer_on_a_locked_run_folder_is_refused(work):
 
 def test_missing_data_dir(work):
     base, tmp = work
-    assert_one_line_error(run_cli(PROG, [*base, f"data.dir={tmp / 'nope'}"]), PROG, "does not exist")
+    assert_one_line_error(run_cli(PROG, [*base, f"data.dir={tmp / 'nope'}"], fresh_process=True), PROG,
+                          "does not exist")
 
 
 def test_data_dir_without_train_files(work):
@@ -327,7 +333,7 @@ def _fake_checkpoint(out: Path, *, settings: dict | None, manifest: bool = True)
     ckpt.mkdir(parents=True)
     (ckpt / "mp_rank_00_model_states.pt").write_bytes(b"pickle stand-in")
     if manifest:
-        guard.write_manifest(ckpt, {"mp_rank_00_model_states.pt": guard.sha256_file(ckpt / "mp_rank_00_model_states.pt")})
+        guard.write_manifest(ckpt, {"mp_rank_00_model_states.pt": sha256_file(ckpt / "mp_rank_00_model_states.pt")})
     state = {"step": 4, "world_size": 1, "micro_batch": 2, "grad_accum": 2, "seed": 42, "packing": True,
              "max_length": 256, "settings": settings}
     (ckpt / "train_state.json").write_text(json.dumps(state))
@@ -441,7 +447,8 @@ def test_check_passes_and_writes_nothing(work):
 def test_error_inside_two_workers_is_one_line_with_the_workers_exit_code(work, tmp_path):
     """Every answer truncated away: found only while tokenising (inside the workers), still one line."""
     base, _ = work
-    proc = run_cli(PROG, [*base, "--nproc-per-node", "2", "data.max_length=16", "max_steps=2"], timeout=300)
+    proc = run_cli(PROG, [*base, "--nproc-per-node", "2", "data.max_length=16", "max_steps=2"], timeout=300,
+                   fresh_process=True)  # torchrun workers: only a real launcher process can start them
     assert_one_line_error(proc, PROG, "no usable training sample")
     assert "ChildFailedError" not in proc.stderr
 
