@@ -49,6 +49,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                                 "--dev-limit", "2", "--force", "--out", "runs/bench/merge_quick")),
     "merge_formulations": Benchmark("merge_formulations.py", ("--params", "2000000", "--experts", "2", "4"),
                                     ("--params", "20000", "--experts", "2", "--iterations", "1")),
+    "memory_per_row": Benchmark("memory_per_row.py", (), ("--vocabs", "32000", "--lengths", "2048",
+                                                         "--out", "runs/bench/memory_per_row_quick.json")),
     "gpu_mfu": Benchmark("gpu_mfu.py", ("--micro-batch", "4", "--max-length", "2048", "--peak-tflops", "989"),
                          ("--steps", "3", "--warmup", "1"), needs_gpu=True),
 }

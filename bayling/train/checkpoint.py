@@ -223,7 +223,7 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
         tmp = out / "final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        state = {k: v.to(device="cpu", dtype=dtype).contiguous() for k, v in state.items()}
+        state = {k: _own_storage(v.to(device="cpu", dtype=dtype).contiguous()) for k, v in state.items()}
         _write_hf_dir(state, tmp, model_dir=model_dir, tokenizer_src=tokenizer_src,
                       template_name=template_name, dtype=dtype, max_length=identity["max_length"])
         atomic_write_text(tmp / "bayling.json", json.dumps(identity, indent=2) + "\n")
@@ -231,6 +231,12 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
         os.replace(tmp, final)
     dist.barrier()
     return final if rank == 0 else None
+
+
+def _own_storage(t):
+    """A tensor that owns its storage: on CPU with an unchanged dtype, ``.to``/``.contiguous`` return views
+    into DeepSpeed's flat bf16 parameter buffer, which safetensors refuses to save (shared storage)."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()
 
 
 def _write_hf_dir(state: dict, out: Path, *, model_dir: str, tokenizer_src: str, template_name: str,

@@ -35,7 +35,10 @@ class ModelSection:
     tiny_hidden_size: int = 64
     tiny_layers: int = 2
     gradient_checkpointing: bool = True
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    # bayling/train/attention.py: auto = sdpa_varlen on CPU, flash_attention_2 on CUDA when flash-attn is
+    # installed (else sdpa_varlen); sdpa/eager use a dense [B,1,L,L] mask; flex_attention trains on CUDA only
+    attn_implementation: Literal["auto", "sdpa_varlen", "sdpa", "eager", "flex_attention", "flash_attention_2",
+                                 "flash_attention_3"] = "auto"
 
 
 @dataclass

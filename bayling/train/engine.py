@@ -137,9 +137,10 @@ def load_model(model_dir: str, cfg: TrainConfig, ds_config: dict):
     stage = ds_config.get("zero_optimization", {}).get("stage", 0)
     hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None
     dtype = torch_dtype(cfg.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation
-    )
+    from bayling.train.attention import hf_attn_implementation
+
+    attn = hf_attn_implementation(cfg.model.attn_implementation, on_cpu())  # auto -> this device's default
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn)
     model.config.use_cache = False
     if cfg.model.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name

@@ -125,7 +125,7 @@ class DataPlan:
         rows = self.rows(ids, step)
         if self.packing:
             return collate_packed(self.cache, rows, self.max_length, self.attn_implementation, self.mask_dtype)
-        return collate_padded(self.cache, [r[0] for r in rows])
+        return collate_padded(self.cache, [r[0] for r in rows], attn_implementation=self.attn_implementation)
 
     def step_counts(self) -> dict[str, list[int]]:
         """Per step of epoch 0's plan: instructions (conversations), tokens and packed rows it holds."""

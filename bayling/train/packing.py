@@ -4,12 +4,14 @@ Why packing: padding to the longest sample wastes most of a batch on SFT data (s
 long ones); BFD fills max-length rows to ~99%. Packed samples must not see each other (burn #5), so:
 
 - position ids restart at 0 for every sample (RoPE sees each sample as if alone);
-- ``attn_implementation`` "sdpa"/"eager": a 4D block-diagonal causal mask ``[B, 1, L, L]`` (bool, True =
-  attend, for sdpa; additive float 0 / dtype-min for eager). transformers 5
-  ``masking_utils._preprocess_mask_arguments`` returns a 4D mask as-is, so it reaches the kernels untouched;
-- "flash_attention_2"/"flash_attention_3": the micro-batch is flattened to ONE row ``[1, T]`` without
-  padding and ``cu_seq_lens_q/k`` + ``max_length_q/k`` kwargs select flash-attn's varlen kernel (the
-  path of transformers' ``DataCollatorWithFlattening``).
+- the attention implementation (bayling/train/attention.py: registry, per-device default, refusals)
+  decides the layout. "sdpa_varlen" (default on CPU) and "flash_attention_2/3": the micro-batch is
+  flattened to ONE row ``[1, T]`` without padding and ``cu_seq_lens_q/k`` + ``max_length_q/k`` kwargs give
+  the sample boundaries (the layout of transformers' ``DataCollatorWithFlattening``): no mask exists.
+  "sdpa"/"eager": a 4D block-diagonal causal mask ``[B, 1, L, L]`` (bool, True = attend, for sdpa;
+  additive float 0 / dtype-min for eager); transformers 5 ``masking_utils._preprocess_mask_arguments``
+  returns a 4D mask as-is, so it reaches the kernels untouched. "flex_attention": padded rows, reset
+  position ids and NO attention mask, from which transformers builds a compressed BlockMask.
   Note: with a 2D ``attention_mask`` transformers does NOT infer packing from position ids, which is
   why the tests' negative control (plain causal mask) leaks.
 - labels are unshifted (HF shifts inside the loss) and -100 on pad and on the first token of every
@@ -31,7 +33,7 @@ Public API::
     batch = collate_packed(cache, [bins[b] for b in mb], max_length, attn_implementation="sdpa")
     model(**batch.model_inputs())  # input_ids, labels, position_ids, attention_mask / cu_seq_lens_*
     collate_padded(cache, sample_indices) -> Batch                      # unpacked baseline
-    loss_sum = causal_lm_loss_sum(model_or_engine, batch)  # summed token CE, logits only where needed
+    loss_sum = causal_lm_loss_sum(model_or_engine, batch)  # summed token CE, logits only at targets, chunked
 
 The loop should compute its loss with ``causal_lm_loss_sum`` (same value and gradients as full logits,
 tested) rather than full logits: it skips the vocabulary projection on prompt tokens (~half of SFT tokens).
@@ -45,10 +47,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
+from bayling.train.attention import is_flat
 from bayling.train.tokenize import IGNORE_INDEX
 
-FLASH_IMPLS = ("flash_attention_2", "flash_attention_3")
+LOSS_CHUNK_ELEMENTS = 1 << 25  # logits per loss chunk: 128 MiB in fp32 (256 rows of Llama-3's 128,256 vocab)
 
 
 def pack_best_fit_decreasing(lengths: Sequence[int] | np.ndarray, max_length: int) -> list[list[int]]:
@@ -290,7 +294,7 @@ def collate_packed(
         if len(ids) > max_length:
             raise ValueError(f"bin of {len(ids)} tokens exceeds max_length {max_length}")
         rows_ids.append(ids), rows_lab.append(lab), rows_pos.append(pos), rows_seq.append(sid)
-    if attn_implementation in FLASH_IMPLS:
+    if is_flat(attn_implementation):
         return _flatten(rows_ids, rows_lab, rows_pos, rows_seq)
     B = len(rows_ids)
     out_ids = torch.full((B, max_length), pad_id, dtype=torch.long)
@@ -304,6 +308,9 @@ def collate_packed(
         out_pos[r, :n] = torch.from_numpy(rows_pos[r])
         out_pos[r, n:] = torch.arange(max_length - n)
         out_seq[r, :n] = torch.from_numpy(rows_seq[r])
+    if attn_implementation == "flex_attention":  # transformers derives the document mask from the positions,
+        # but only without a KV cache: with use_cache (an eval-mode default) it silently attends across samples
+        return Batch(out_ids, out_lab, out_pos, None, out_seq, {"use_cache": False})
     mask = block_causal_mask(out_seq, attn_implementation, mask_dtype)
     return Batch(out_ids, out_lab, out_pos, mask, out_seq)
 
@@ -320,8 +327,15 @@ def _flatten(rows_ids, rows_lab, rows_pos, rows_seq) -> Batch:
     return Batch(t(ids), t(np.concatenate(rows_lab)), t(pos), None, t(np.concatenate(rows_seq)), extra)
 
 
-def collate_padded(cache, sample_indices: Sequence[int], pad_to: int | None = None) -> Batch:
-    """Unpacked baseline: one sample per row, right-padded to the longest (or ``pad_to``), 2D mask."""
+def collate_padded(cache, sample_indices: Sequence[int], pad_to: int | None = None,
+                   attn_implementation: str = "sdpa") -> Batch:
+    """Unpacked baseline: one sample per row, right-padded to the longest (or ``pad_to``), 2D mask.
+
+    A flat implementation ("sdpa_varlen", flash) gets the flattened layout with one sample per segment
+    instead (it has no mask to carry the padding). Same targets: a sample's first token is never one."""
+    if is_flat(attn_implementation):
+        rows = [[i] for i in sample_indices]
+        return collate_packed(cache, rows, max(int(cache.lengths[i]) for i in sample_indices), attn_implementation)
     pairs = [cache.get(i) for i in sample_indices]
     L = pad_to or max(len(p[0]) for p in pairs)
     B = len(pairs)
@@ -335,18 +349,35 @@ def collate_padded(cache, sample_indices: Sequence[int], pad_to: int | None = No
     return Batch(ids, lab, None, att, seq)
 
 
-def causal_lm_loss_sum(model, batch: Batch) -> torch.Tensor:
-    """Sum of next-token cross-entropies (fp32) over the batch's targets, computing logits ONLY there.
+def causal_lm_loss_sum(model, batch: Batch, chunk_elements: int = LOSS_CHUNK_ELEMENTS) -> torch.Tensor:
+    """Sum of next-token cross-entropies (fp32) over the batch's targets, computing logits ONLY there, in chunks.
 
     Why: the vocabulary projection and the fp32 softmax dominate small models and cost Llama-3 (128k vocab)
-    gigabytes; prompt tokens (~40% of SFT tokens) need no logits. transformers 5 accepts a boolean
-    ``logits_to_keep`` of shape [B, L] and returns the kept positions' logits flattened (row-major), so the
-    targets are ``labels[:, 1:]`` at the same mask. Same value and gradients as the full-logit loss.
-    Works with a DeepSpeed engine (kwargs pass through to the HF model).
+    gigabytes; prompt tokens (~40% of SFT tokens) need no logits, and even the target logits need not exist
+    all at once. The model runs once with an all-False boolean ``logits_to_keep`` (its own LM head then
+    projects nothing) and ``output_hidden_states`` (the last entry is the final-norm output, transformers 5
+    ``capture_outputs``); the LM head + cross-entropy then run per chunk of ``chunk_elements // vocab``
+    target rows under non-reentrant activation checkpointing, so neither the forward nor the backward holds
+    more than one chunk's [rows, vocab] logits. Same value and gradients as the full-logit loss (tested);
+    the price is one extra LM-head forward per chunk in the backward. Works with a DeepSpeed engine (the
+    forward goes through ``engine(...)``; the head is looked up on ``engine.module``).
     """
     keep = torch.zeros_like(batch.labels, dtype=torch.bool)
     keep[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
     targets = batch.labels[:, 1:][keep[:, :-1]]
-    logits = model(**batch.model_inputs(with_labels=False), logits_to_keep=keep).logits
-    logits = logits.reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    out = model(**batch.model_inputs(with_labels=False), logits_to_keep=torch.zeros_like(keep),
+                output_hidden_states=True)
+    hidden = out.hidden_states[-1][keep.to(out.hidden_states[-1].device)]
+    head = getattr(model, "module", model).get_output_embeddings()
+    rows = max(1, chunk_elements // int(head.out_features))
+    targets = targets.to(hidden.device)
+    total = None
+    for start in range(0, max(len(targets), 1), rows):  # one (empty) chunk keeps a target-less batch in the graph
+        part = checkpoint(_chunk_loss_sum, head, hidden[start:start + rows], targets[start:start + rows],
+                          use_reentrant=False)
+        total = part if total is None else total + part
+    return total
+
+
+def _chunk_loss_sum(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")

@@ -96,23 +96,19 @@ def check_tiny_target(path: Path) -> None:
 
 
 def check_hardware(cfg: TrainConfig) -> None:
-    """Precision and attention that need a GPU (the config's equivalent of ``--device cuda``)."""
-    import importlib.util
+    """Precision and attention that need a GPU (the config's equivalent of ``--device cuda``); ``auto``
+    attention resolves per device here (bayling/train/attention.py)."""
+    from bayling.train.attention import IMPLS, check
 
-    if cfg.dtype != "fp16" and cfg.model.attn_implementation != "flash_attention_2":
-        return  # nothing to check: skip importing DeepSpeed
+    name = cfg.model.attn_implementation
+    if cfg.dtype != "fp16" and (name == "auto" or (IMPLS[name].cpu_train and not IMPLS[name].package)):
+        return  # runs on any device (auto never refuses): skip importing DeepSpeed
     from bayling.train.engine import on_cpu
 
     cpu = on_cpu()
     if cfg.dtype == "fp16" and cpu:
         raise ConfigError("fp16 is not supported on CPU; use dtype=bf16 or dtype=fp32", field="dtype")
-    if cfg.model.attn_implementation == "flash_attention_2":
-        if cpu:
-            raise ConfigError("flash_attention_2 needs a CUDA GPU and none is visible; use sdpa",
-                              field="model.attn_implementation")
-        if importlib.util.find_spec("flash_attn") is None:
-            raise ConfigError("flash_attention_2 needs the flash-attn package; install it or use sdpa",
-                              field="model.attn_implementation")
+    check(cfg.model.attn_implementation, cpu)
 
 
 def model_source(cfg: TrainConfig) -> str:

@@ -226,6 +226,7 @@ def setup(cfg: TrainConfig, options: RunOptions) -> Run:
 def step_plan(cfg: TrainConfig, train_cache, world: int):
     """(the run's :class:`~bayling.train.loop.DataPlan` over this token cache for ``world`` processes, the
     keyword arguments a validation plan shares). One function for the run and for ``--print-config``."""
+    from bayling.train.attention import resolve as resolve_attn
     from bayling.train.loop import DataPlan
 
     ga = cfg.resolved_grad_accum(world)
@@ -235,7 +236,7 @@ def step_plan(cfg: TrainConfig, train_cache, world: int):
         ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
                                     cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
     common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
-                  attn_implementation=cfg.model.attn_implementation, mask_dtype=torch_dtype(cfg.dtype),
+                  attn_implementation=resolve_attn(cfg.model.attn_implementation), mask_dtype=torch_dtype(cfg.dtype),
                   packing=cfg.data.packing, micro_batch=cfg.micro_batch)
     try:
         plan = DataPlan.build(train_cache, instructions_per_step=cfg.instructions_per_step, **common)

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from bayling.config import load_config
+from bayling.train.attention import resolve as resolve_attn
 from bayling.train.cache import open_cache
 from bayling.train.config import TrainConfig
 from bayling.train.engine import build_engine, prepare_deepspeed_for_cpu
@@ -30,7 +31,8 @@ def one_layout(model: str, cache_dir: str, mb: int, ga: int, rank: int, world: i
     ])
     assert mb * ga * world == SEQS_PER_STEP, (mb, ga, world)
     plan = DataPlan.build(open_cache(cache_dir), packing=True, max_length=128, micro_batch=mb, grad_accum=ga,
-                          world_size=world, seed=0, attn_implementation="sdpa", mask_dtype=torch.float32)
+                          world_size=world, seed=0, mask_dtype=torch.float32,
+                          attn_implementation=resolve_attn(cfg.model.attn_implementation, cpu=True))  # as the model
     torch.manual_seed(0)
     bundle = build_engine(cfg, model, world, total_steps=10)
     result = {"loss": [], "grad_norm": []}
