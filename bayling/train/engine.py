@@ -124,15 +124,17 @@ def fill_auto(template: dict, values: dict[str, Any], source: str = "deepspeed c
 def choose_optimizer(ds: dict, cpu: bool) -> dict:
     """Pick the AdamW implementation in the filled config ``ds`` (changed in place, returned).
 
-    torch's AdamW (``torch_adam``) with ``fused: true`` on CUDA: one kernel per parameter group, the same
-    update as DeepSpeed's FusedAdam, nothing to compile. On CPU the default (foreach) implementation is
-    kept. A ``fused`` or ``foreach`` key written in the JSON is left alone, and so is a JSON asking for
-    DeepSpeed's optimizer (``"torch_adam": false``; :func:`check_optimizer_build` checks it can be built)."""
+    torch's AdamW (``torch_adam``) with ``fused: true``: on CUDA one kernel per parameter group, the same
+    update as DeepSpeed's FusedAdam, nothing to compile; on CPU (torch's vectorised fused kernel) 4.6x
+    faster than the default foreach AdamW (BENCHMARKS.md), which is also what HF Trainer picks. A ``fused``
+    or ``foreach`` key written in the JSON is left alone, and so is a JSON asking for DeepSpeed's optimizer
+    (``"torch_adam": false``; :func:`check_optimizer_build` checks it can be built). ``cpu`` is kept for
+    callers that want to differ per device; both get the fused kernel today."""
     opt = ds.get("optimizer")
     if not opt or str(opt.get("type", "")).lower() not in ("adam", "adamw"):
         return ds
     params = opt.setdefault("params", {})
-    if params.get("torch_adam") and not cpu and "fused" not in params and "foreach" not in params:
+    if params.get("torch_adam") and "fused" not in params and "foreach" not in params:
         params["fused"] = True
     return ds
 

@@ -31,7 +31,7 @@ def ds_builds(ds: dict) -> torch.optim.Optimizer:
 
 
 @pytest.mark.parametrize("zero", ["2", "3", "3-offload"])
-def test_gpu_default_is_torch_fused_adamw_and_cpu_keeps_foreach(zero):
+def test_default_is_torch_fused_adamw_on_gpu_and_cpu(zero):
     cfg = load_config(TrainConfig, None, [f"zero={zero}", "dtype=bf16"])
     gpu = build_ds_config(cfg, world_size=8, hidden_size=4096, grad_accum=1, cpu=False)
     assert gpu["optimizer"]["params"]["torch_adam"] is True and gpu["optimizer"]["params"]["fused"] is True
@@ -40,10 +40,11 @@ def test_gpu_default_is_torch_fused_adamw_and_cpu_keeps_foreach(zero):
     assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
 
     cpu = build_ds_config(cfg, world_size=2, hidden_size=64, grad_accum=1, cpu=True)
-    assert "fused" not in cpu["optimizer"]["params"]
-    assert optimizer_class_name(cpu, cpu=True) == "torch.optim.AdamW"
+    assert cpu["optimizer"]["params"]["fused"] is True  # torch's vectorised CPU kernel: 4.6x the foreach one
+    assert "offload_optimizer" not in cpu["zero_optimization"]
+    assert optimizer_class_name(cpu, cpu=True) == "torch.optim.AdamW(fused=True)"
     opt = ds_builds(cpu)
-    assert type(opt) is torch.optim.AdamW and not opt.defaults["fused"]
+    assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
 
 
 def test_the_fused_update_equals_the_reference_adamw():
