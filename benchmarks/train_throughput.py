@@ -103,7 +103,9 @@ def patched_train_main(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def run_bayling(model: Path, data: Path, cache: Path, out: Path, a, env: dict, patched: bool = False) -> float:
+def run_bayling(model: Path, data: Path, cache: Path, out: Path, a, env: dict,
+                patched: bool = False) -> tuple[float, float]:
+    """Real tokens/s from bayling-train's own metrics, and the share of step time spent waiting for data."""
     shutil.rmtree(out, ignore_errors=True)
     overrides = [f"model.path={model}", "model.init=pretrained", "model.gradient_checkpointing=false",
                  f"data.dir={data}", f"data.max_length={a.max_length}", f"data.cache_dir={cache}",
@@ -116,7 +118,8 @@ def run_bayling(model: Path, data: Path, cache: Path, out: Path, a, env: dict, p
         raise SystemExit(f"bayling-train failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     recs = [r for r in recs if "real_tokens" in r and r["step"] > a.warmup]
-    return sum(r["real_tokens"] for r in recs) / sum(r["step_seconds"] for r in recs)
+    secs = sum(r["step_seconds"] for r in recs)
+    return sum(r["real_tokens"] for r in recs) / secs, sum(r.get("data_wait_seconds", 0.0) for r in recs) / secs
 
 
 def head_fraction(shape: dict, vocab: int = 32000) -> float:
@@ -228,14 +231,17 @@ def main() -> None:
     names = systems + (["variant"] if a.variant else [])
     tps: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, list[list[float]]] = {n: [] for n in names}
-    loads = []
+    loads, waits = [], []
     for r in range(a.repeats):
         order = names if r % 2 == 0 else [names[0], *reversed(names[1:])]  # alternate who runs right after ours
         for name in order:
             loads.append(os.getloadavg()[0])
             run_dir = a.out / f"{name}_run"
             if name in ("bayling", "variant"):
-                tps[name].append(run_bayling(model, data, cache_root, run_dir, a, env, patched=name == "variant"))
+                t, wait = run_bayling(model, data, cache_root, run_dir, a, env, patched=name == "variant")
+                tps[name].append(t)
+                if name == "bayling":
+                    waits.append(wait)
                 losses[name].append(bayling_losses(run_dir))
             else:
                 t, ls = run_peer(name, model, cache.root, run_dir, a, env)
@@ -252,7 +258,7 @@ def main() -> None:
         "steps": a.steps, "warmup_steps": a.warmup, "repeats": a.repeats, "processes": 2, "systems": names,
         "tokens_per_s": tps, "medians": {n: statistics.median(v) for n, v in tps.items()},
         "ratio_bayling_over": {n: [o / x for o, x in zip(ours, v)] for n, v in tps.items() if n != "bayling"},
-        "losses": losses, "equal_loss_check": checks, "load_average_1min": loads,
+        "bayling_data_wait_fraction": waits, "losses": losses, "equal_loss_check": checks, "load_average_1min": loads,
         "packing_efficiency": eff, "hf_real_token_fraction": pad_frac, "baseline_batch": a.baseline_batch,
     }
     (a.out / f"train_throughput_{a.regime}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -270,7 +276,8 @@ def main() -> None:
         ls = losses[n][0]
         ltxt = f"{ls[0]:.3f} -> {ls[-1]:.3f}" if ls else "n/a"
         print(f"| {LABELS[n]} | {spread(tps[n])} | {rtxt} | {ltxt} |")
-    print(f"\nreal-token fraction: BFD {eff:.1%}, HF pad-to-longest {pad_frac:.1%}; "
+    print(f"\nbayling-train waited for its data (collation) {statistics.median(waits):.2%} of step time (median)")
+    print(f"real-token fraction: BFD {eff:.1%}, HF pad-to-longest {pad_frac:.1%}; "
           f"written {a.out / f'train_throughput_{a.regime}.json'}")
 
 
