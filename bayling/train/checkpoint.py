@@ -222,7 +222,9 @@ def export_final(bundle, *, model_dir: str, tokenizer_src: str, template_name: s
         tmp = out / "final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        state = {k: v.to(device="cpu", dtype=dtype).contiguous() for k, v in state.items()}
+        # copy=True: on CPU with the same dtype ``.to`` returns the tensor itself, and under ZeRO-2 bf16 that is a
+        # view into DeepSpeed's flat buffer, which safetensors refuses to save ("None is covering the entire storage")
+        state = {k: v.to(device="cpu", dtype=dtype, copy=True).contiguous() for k, v in state.items()}
         _write_hf_dir(state, tmp, model_dir=model_dir, tokenizer_src=tokenizer_src,
                       template_name=template_name, dtype=dtype, max_length=identity["max_length"])
         atomic_write_text(tmp / "bayling.json", json.dumps(identity, indent=2) + "\n")
