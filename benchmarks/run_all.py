@@ -53,6 +53,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                                 "--dev-limit", "2", "--out", "runs/bench/merge_quick")),
     "merge_formulations": Benchmark("merge_formulations.py", ("--params", "2000000", "--experts", "2", "4"),
                                     ("--params", "20000", "--experts", "2", "--iterations", "1")),
+    "collate_cost": Benchmark("collate_cost.py", ("--repeats", "20"), ("--repeats", "2")),
     "cpu_contention": Benchmark("cpu_contention.py", ("--repeats", "3"),
                                 ("--repeats", "1", "--prompts", "4", "--max-new-tokens", "4")),
     "gpu_mfu": Benchmark("gpu_mfu.py", ("--micro-batch", "4", "--max-length", "2048", "--peak-tflops", "989"),

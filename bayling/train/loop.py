@@ -12,9 +12,9 @@ switched off and the factor W cancels (b), giving exactly dL/dθ. Hence micro-ba
 1 x GA 4 and 2 ranks x GA 2 give the same update (tests/train/test_loss_norm.py).
 
 Input pipeline. A step's micro-batches are collated (packed rows, block-diagonal masks) on the host; on a
-GPU that is tens of milliseconds per step against a step of a few hundred, so with an accelerator
-:class:`BatchFeed` prepares step s+1 in one background thread while step s runs (pinned memory, so the copy
-to the device is a DMA). Same plan, same collate function, consumed strictly in step order: the batches are
+GPU that is 0.1-0.5 s per step (the dense SDPA mask) against a 1B model's step of ~0.1 s, so with an
+accelerator :class:`BatchFeed` prepares the next steps in background threads while step s runs (pinned
+memory, so the copy to the device is a DMA). Same plan, same collate function, consumed strictly in step order: the batches are
 identical to synchronous collation (tests/train/test_batch_feed.py), resume is unchanged. Each step's
 ``data_wait_seconds`` (metrics.jsonl) is the time the loop waited for its batches.
 
@@ -160,15 +160,19 @@ def pinned(batch):
 
 
 class BatchFeed:
-    """This rank's collated micro-batches, step by step; with ``background`` the next step's are prepared in a
-    worker thread while the current step runs (one step ahead, strictly in order: deterministic).
+    """This rank's collated micro-batches, step by step; with ``background`` the next ``ahead`` steps are
+    prepared by as many worker threads while the current step runs. Each prepared step is tied to its step
+    index and handed out strictly in order, so the batches are those of synchronous collation.
 
+    Why several steps ahead: one worker can hide collation only up to one step's time; the dense SDPA mask
+    of 2 x 4096-token rows takes longer than a 1B model's GPU step (BENCHMARKS.md, "Input pipeline").
     ``get(step)`` returns (step schedule, host batches, seconds the caller waited)."""
 
-    def __init__(self, plan: DataPlan, rank: int, stop_step: int, *, background: bool, pin: bool = False) -> None:
-        self.plan, self.rank, self.stop_step, self.pin = plan, rank, stop_step, pin
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bayling-collate") if background else None
-        self.ahead = None  # (step, future) being prepared
+    def __init__(self, plan: DataPlan, rank: int, stop_step: int, *, background: bool, ahead: int = 2,
+                 pin: bool = False) -> None:
+        self.plan, self.rank, self.stop_step, self.pin, self.ahead = plan, rank, stop_step, pin, max(1, ahead)
+        self.pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="bayling-collate") if background else None
+        self.pending: dict[int, Any] = {}  # step -> future
 
     def prepare(self, step: int):
         sched = self.plan.step(step)
@@ -179,11 +183,15 @@ class BatchFeed:
         t0 = time.perf_counter()
         if self.pool is None:
             sched, batches = self.prepare(step)
-        else:
-            if self.ahead is None or self.ahead[0] != step:
-                self.ahead = (step, self.pool.submit(self.prepare, step))
-            sched, batches = self.ahead[1].result()
-            self.ahead = (step + 1, self.pool.submit(self.prepare, step + 1)) if step + 1 < self.stop_step else None
+            return sched, batches, time.perf_counter() - t0
+        if step not in self.pending:  # first call, or a jump (resume): forget what was prepared
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pending = {}
+        for s in range(step, min(step + 1 + self.ahead, self.stop_step)):
+            if s not in self.pending:
+                self.pending[s] = self.pool.submit(self.prepare, s)
+        sched, batches = self.pending.pop(step).result()
         return sched, batches, time.perf_counter() - t0
 
     def close(self) -> None:

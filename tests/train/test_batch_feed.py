@@ -52,30 +52,48 @@ def test_background_feed_gives_the_synchronous_batches_in_order(token_cache_dir,
 
 
 class SlowCollate(DataPlan):
-    """The real plan whose collation takes 0.2 s (a GPU-sized micro-batch on a slow host)."""
+    """The real plan whose collation of a micro-batch takes ``delay`` seconds (a GPU-sized batch on a slow host)."""
+
+    delay = 0.2
 
     def collate(self, ids, step=None):
-        time.sleep(0.2)
+        time.sleep(self.delay)
         return super().collate(ids, step)
 
 
-def test_background_feed_hides_collation_behind_the_step(token_cache_dir):
+def slow_plan(token_cache_dir, delay: float) -> SlowCollate:
     base = make_plan(token_cache_dir, grad_accum=1)
     slow = SlowCollate(**{f: getattr(base, f) for f in ("cache", "bins", "bin_targets", "micro_batch", "grad_accum",
                                                          "world_size", "seed", "max_length", "packing",
                                                          "attn_implementation", "mask_dtype")})
-    waits = {}
-    for background in (False, True):
-        feed = BatchFeed(slow, 0, 6, background=background)
-        try:
-            waits[background] = []
-            for step in range(6):
-                waits[background].append(feed.get(step)[2])
-                time.sleep(0.3)  # the "step" (forward, backward, optimizer) runs meanwhile
-        finally:
-            feed.close()
-    assert sum(waits[False]) >= 6 * 0.2
-    assert sum(waits[True][1:]) < 0.5 * sum(waits[False][1:]), waits  # only the first step waits in full
+    slow.delay = delay
+    return slow
+
+
+def waits(plan, step_seconds: float, steps: int = 6, **feed_kw) -> list[float]:
+    feed = BatchFeed(plan, 0, steps, **feed_kw)
+    try:
+        out = []
+        for step in range(steps):
+            out.append(feed.get(step)[2])
+            time.sleep(step_seconds)  # the "step" (forward, backward, optimizer) runs meanwhile
+        return out
+    finally:
+        feed.close()
+
+
+def test_background_feed_hides_collation_behind_the_step(token_cache_dir):
+    plan = slow_plan(token_cache_dir, 0.2)
+    sync, background = waits(plan, 0.3, background=False), waits(plan, 0.3, background=True)
+    assert sum(sync) >= 6 * 0.2
+    assert sum(background[1:]) < 0.5 * sum(sync[1:]), (sync, background)  # only the first step waits in full
+
+
+def test_collation_slower_than_a_step_is_hidden_by_working_several_steps_ahead(token_cache_dir):
+    plan = slow_plan(token_cache_dir, 0.4)  # one worker cannot keep up with a 0.25 s step; two can
+    one, two = (waits(plan, 0.25, steps=8, background=True, ahead=k) for k in (1, 2))
+    assert sum(one[2:]) >= 6 * 0.1, one
+    assert sum(two[2:]) < 0.5 * sum(one[2:]), (one, two)
 
 
 def test_default_is_on_with_an_accelerator_only():
