@@ -180,3 +180,58 @@ def equal_loss_check(model_dir: Path, cache, bins: list[list[int]], max_length: 
                     "bayling_loss": float(ours), "trl_loss": float(theirs),
                     "bayling_grad_norm": float(g_ours), "trl_grad_norm": float(g_trl)})
     return out
+
+
+def breakdown(model_dir: Path, cache, bins: list[list[int]], max_length: int, work: Path, repeats: int = 3) -> dict:
+    """Where a step's compute goes, per packed row, one process, one thread (fastest of ``repeats``):
+    forward+backward of each system's whole loss path, of the decoder body alone on each system's input
+    (bayling-train: a max-length row with padding and a dense mask; TRL: the unpadded row), and an AdamW
+    step (fused, as both use) over all parameters. Seconds."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bayling.train.packing import causal_lm_loss_sum, collate_packed
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    trainer = make_trl_trainer(model, AutoTokenizer.from_pretrained(model_dir), [cache_row(cache, i) for b in bins
+                                                                                 for i in b],
+                               trl_config(work, 1, max_length, ddp_backend=None))
+    loader = iter(trainer.get_train_dataloader())
+    trl_rows = [next(loader) for _ in bins]
+    ours_rows = [collate_packed(cache, [b], max_length) for b in bins]
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            for k in range(len(bins)):
+                fn(k)
+            times.append((time.perf_counter() - t0) / len(bins))
+        return min(times)
+
+    def ours(k):
+        b = ours_rows[k]
+        (causal_lm_loss_sum(model, b) / b.n_targets).backward()
+
+    def theirs(k):
+        trainer.compute_loss(trainer.model, dict(trl_rows[k])).backward()
+
+    def body_ours(k):
+        model.model(**ours_rows[k].model_inputs(with_labels=False)).last_hidden_state.sum().backward()
+
+    def body_trl(k):
+        kw = {key: v for key, v in trl_rows[k].items() if key != "labels"}
+        model.model(**kw).last_hidden_state.sum().backward()
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+
+    def adam(_k):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+
+    return {"rows": len(bins), "bayling_tokens_per_row": sum(b.n_real_tokens for b in ours_rows) / len(bins),
+            "trl_tokens_per_row": sum(int(r["input_ids"].numel()) for r in trl_rows) / len(bins),
+            "bayling_loss_path_s": best(ours), "trl_loss_path_s": best(theirs),
+            "bayling_body_s": best(body_ours), "trl_body_s": best(body_trl), "adamw_fused_step_s": best(adam)}

@@ -187,6 +187,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
+    p.add_argument("--breakdown", type=int, default=4, metavar="ROWS",
+                   help="time the compute parts of each system on this many rows first (0: skip)")
     p.add_argument("--variant", action="store_true",
                    help="also time bayling-train with its loss from packing.causal_lm_loss_sum (logits on targets only)")
     if len(sys.argv) > 1 and sys.argv[1] == "--patched-train":
@@ -228,6 +230,14 @@ def main() -> None:
     eff = packing_efficiency(lengths, bins, a.max_length)
     pad_frac = padding_fraction(lengths, a.baseline_batch)
     checks = check_equal_loss(model, cache, bins, a) if "trl" in systems else []
+    parts = None
+    if "trl" in systems and a.breakdown:
+        import torch
+        from _throughput_peers import breakdown
+
+        torch.set_num_threads(1)
+        parts = breakdown(model, cache, bins[: a.breakdown], a.max_length, a.out / "breakdown")
+        print("breakdown per row (s): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()), flush=True)
     names = systems + (["variant"] if a.variant else [])
     tps: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, list[list[float]]] = {n: [] for n in names}
@@ -258,7 +268,7 @@ def main() -> None:
         "steps": a.steps, "warmup_steps": a.warmup, "repeats": a.repeats, "processes": 2, "systems": names,
         "tokens_per_s": tps, "medians": {n: statistics.median(v) for n, v in tps.items()},
         "ratio_bayling_over": {n: [o / x for o, x in zip(ours, v)] for n, v in tps.items() if n != "bayling"},
-        "bayling_data_wait_fraction": waits, "losses": losses, "equal_loss_check": checks, "load_average_1min": loads,
+        "compute_breakdown_per_row_s": parts, "bayling_data_wait_fraction": waits, "losses": losses, "equal_loss_check": checks, "load_average_1min": loads,
         "packing_efficiency": eff, "hf_real_token_fraction": pad_frac, "baseline_batch": a.baseline_batch,
     }
     (a.out / f"train_throughput_{a.regime}.json").write_text(json.dumps(result, indent=2) + "\n")
