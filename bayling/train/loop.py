@@ -165,7 +165,8 @@ class BatchFeed:
     index and handed out strictly in order, so the batches are those of synchronous collation.
 
     Why several steps ahead: one worker can hide collation only up to one step's time; the dense SDPA mask
-    of 2 x 4096-token rows takes longer than a 1B model's GPU step (BENCHMARKS.md, "Input pipeline").
+    of 2 x 4096-token rows takes longer than a 1B model's GPU step (BENCHMARKS.md, "Input pipeline"), and
+    torch releases the GIL while it builds it, so ``ahead`` threads collate ``ahead`` times as fast.
     ``get(step)`` returns (step schedule, host batches, seconds the caller waited)."""
 
     def __init__(self, plan: DataPlan, rank: int, stop_step: int, *, background: bool, ahead: int = 2,
@@ -197,6 +198,13 @@ class BatchFeed:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def feed_workers() -> int:
+    """Collation threads (= steps prepared ahead): this rank's spare CPUs, 1 to 4 (bayling/threads.py)."""
+    from bayling.threads import cpu_budget
+
+    return min(4, max(1, cpu_budget() - 1))
 
 
 def background_collate(setting: bool | None, device) -> bool:
@@ -295,7 +303,7 @@ def train(ctx: LoopContext) -> str:
         if val is not None:
             ctx.logger.log_eval(0, *val)
     background = background_collate(ctx.cfg.data.background_collate, engine.device)
-    feed = BatchFeed(plan, ctx.rank, ctx.total_steps, background=background,
+    feed = BatchFeed(plan, ctx.rank, ctx.total_steps, background=background, ahead=feed_workers(),
                      pin=background and torch.device(engine.device).type == "cuda")
     try:
         return _steps(ctx, engine, plan, feed)
