@@ -177,7 +177,7 @@ def equal_loss_check(model_dir: Path, cache, bins: list[list[int]], max_length: 
         g_trl = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in trl_model.parameters() if p.grad is not None))
         out.append({"samples": len(b), "tokens": batch.n_real_tokens, "trl_tokens": int(inputs["input_ids"].numel()),
                     "targets": batch.n_targets, "trl_targets": int((inputs["labels"] != -100).sum()),
-                    "bayling_loss": float(ours), "trl_loss": float(theirs),
+                    "bayling_loss": float(ours.detach()), "trl_loss": float(theirs.detach()),
                     "bayling_grad_norm": float(g_ours), "trl_grad_norm": float(g_trl)})
     return out
 

@@ -100,3 +100,17 @@ def test_default_is_on_with_an_accelerator_only():
     assert background_collate(None, "cpu") is False
     assert background_collate(None, torch.device("cuda", 0)) is True
     assert background_collate(True, "cpu") is True and background_collate(False, "cuda") is False
+
+
+@pytest.mark.slow
+def test_a_run_with_background_collation_trains_exactly_like_the_reference(tmp_path_factory, tiny_llama2):
+    """Real 2-process ZeRO-2 run with the feed forced on (CPU default: off): every step's loss equals the
+    synchronous reference run's (same batches, same order), and data waits are logged."""
+    import train_harness as th
+
+    base = tmp_path_factory.getbasetemp()
+    ref = th.step_losses(th.zero2_reference(base, tiny_llama2))
+    out = th.cached_run(base, "zero2_background", 2, tiny_llama2, [*th.ZERO2_EXTRA, "data.background_collate=true"])
+    assert th.step_losses(out) == ref
+    waits = [r["data_wait_seconds"] for r in th.metrics(out) if "loss" in r]
+    assert len(waits) == th.REFERENCE_STEPS and all(w >= 0 for w in waits)
