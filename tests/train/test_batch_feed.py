@@ -83,16 +83,16 @@ def waits(plan, step_seconds: float, steps: int = 6, **feed_kw) -> list[float]:
 
 
 def test_background_feed_hides_collation_behind_the_step(token_cache_dir):
-    plan = slow_plan(token_cache_dir, 0.2)
-    sync, background = waits(plan, 0.3, background=False), waits(plan, 0.3, background=True)
-    assert sum(sync) >= 6 * 0.2
+    plan = slow_plan(token_cache_dir, 0.1)
+    sync, background = waits(plan, 0.15, background=False), waits(plan, 0.15, background=True)
+    assert sum(sync) >= 6 * 0.1
     assert sum(background[1:]) < 0.5 * sum(sync[1:]), (sync, background)  # only the first step waits in full
 
 
 def test_collation_slower_than_a_step_is_hidden_by_working_several_steps_ahead(token_cache_dir):
-    plan = slow_plan(token_cache_dir, 0.4)  # one worker cannot keep up with a 0.25 s step; two can
-    one, two = (waits(plan, 0.25, steps=8, background=True, ahead=k) for k in (1, 2))
-    assert sum(one[2:]) >= 6 * 0.1, one
+    plan = slow_plan(token_cache_dir, 0.2)  # one worker cannot keep up with a 0.125 s step; two can
+    one, two = (waits(plan, 0.125, steps=8, background=True, ahead=k) for k in (1, 2))
+    assert sum(one[2:]) >= 6 * 0.05, one
     assert sum(two[2:]) < 0.5 * sum(one[2:]), (one, two)
 
 
