@@ -6,6 +6,10 @@ import sys
 from collections.abc import Callable
 
 from bayling.errors import BaylingError
+from bayling.threads import set_wait_policy
+
+# Before any entry point imports torch: libgomp reads OMP_WAIT_POLICY once, when it is loaded (bayling.threads).
+set_wait_policy()
 
 
 def run_cli(prog: str, main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:

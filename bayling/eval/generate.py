@@ -88,6 +88,10 @@ class HFGenerator:
         if dtype is None:
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         self.dtype = dtype
+        if self.device == "cpu":
+            from bayling.threads import configure_torch
+
+            configure_torch()  # this process's CPUs, not every core of a shared node (bayling/threads.py)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
         self.stop_ids = generation_stop_ids(self.model.generation_config.eos_token_id, self.tokenizer, tpl)

@@ -51,6 +51,7 @@ class DataSection:
     packing: bool = True
     overlong: Literal["truncate", "drop"] = "truncate"
     cache_dir: str | None = None
+    background_collate: bool | None = None  # unset: on with a GPU, off on CPU (bayling.train.loop.BatchFeed)
 
 
 @dataclass

@@ -11,15 +11,24 @@ W ranks. So each micro-batch backpropagates ``loss_sum * W / T`` with ``scale_wr
 switched off and the factor W cancels (b), giving exactly dL/dθ. Hence micro-batch 4 x GA 1, micro-batch
 1 x GA 4 and 2 ranks x GA 2 give the same update (tests/train/test_loss_norm.py).
 
+Input pipeline. A step's micro-batches are collated (packed rows, block-diagonal masks) on the host; on a
+GPU that is 0.1-0.5 s per step (the dense SDPA mask) against a 1B model's step of ~0.1 s, so with an
+accelerator :class:`BatchFeed` prepares the next steps in background threads while step s runs (pinned
+memory, so the copy to the device is a DMA). Same plan, same collate function, consumed strictly in step order: the batches are
+identical to synchronous collation (tests/train/test_batch_feed.py), resume is unchanged. Each step's
+``data_wait_seconds`` (metrics.jsonl) is the time the loop waited for its batches.
+
 Stopping. SIGUSR1/SIGTERM only set a flag; the flag is summed over ranks with the step's statistics (one
 collective per step), so every rank finishes the same step, saves the same checkpoint and exits together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +156,68 @@ class DataPlan:
                 "instructions in the data": len(self.cache)}
 
 
+def pinned(batch):
+    """The same batch with every tensor in page-locked host memory (async, faster host-to-device copies)."""
+    pin = lambda t: t.pin_memory() if isinstance(t, torch.Tensor) else t  # noqa: E731
+    tensors = {f.name: pin(getattr(batch, f.name)) for f in dataclasses.fields(batch)
+               if isinstance(getattr(batch, f.name), torch.Tensor)}
+    return dataclasses.replace(batch, **tensors, extra={k: pin(v) for k, v in batch.extra.items()})
+
+
+class BatchFeed:
+    """This rank's collated micro-batches, step by step; with ``background`` the next ``ahead`` steps are
+    prepared by as many worker threads while the current step runs. Each prepared step is tied to its step
+    index and handed out strictly in order, so the batches are those of synchronous collation.
+
+    Why several steps ahead: one worker can hide collation only up to one step's time; the dense SDPA mask
+    of 2 x 4096-token rows takes longer than a 1B model's GPU step (BENCHMARKS.md, "Input pipeline"), and
+    torch releases the GIL while it builds it, so ``ahead`` threads collate ``ahead`` times as fast.
+    ``get(step)`` returns (step schedule, host batches, seconds the caller waited)."""
+
+    def __init__(self, plan: DataPlan, rank: int, stop_step: int, *, background: bool, ahead: int = 2,
+                 pin: bool = False) -> None:
+        self.plan, self.rank, self.stop_step, self.pin, self.ahead = plan, rank, stop_step, pin, max(1, ahead)
+        self.pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="bayling-collate") if background else None
+        self.pending: dict[int, Any] = {}  # step -> future
+
+    def prepare(self, step: int):
+        sched = self.plan.step(step)
+        batches = [self.plan.collate(mb, sched) for mb in sched.micro_batches[self.rank]]
+        return sched, [pinned(b) for b in batches] if self.pin else batches
+
+    def get(self, step: int):
+        t0 = time.perf_counter()
+        if self.pool is None:
+            sched, batches = self.prepare(step)
+            return sched, batches, time.perf_counter() - t0
+        if step not in self.pending:  # first call, or a jump (resume): forget what was prepared
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pending = {}
+        for s in range(step, min(step + 1 + self.ahead, self.stop_step)):
+            if s not in self.pending:
+                self.pending[s] = self.pool.submit(self.prepare, s)
+        sched, batches = self.pending.pop(step).result()
+        return sched, batches, time.perf_counter() - t0
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def feed_workers() -> int:
+    """Collation threads (= steps prepared ahead): this rank's spare CPUs, 1 to 4 (bayling/threads.py)."""
+    from bayling.threads import cpu_budget
+
+    return min(4, max(1, cpu_budget() - 1))
+
+
+def background_collate(setting: bool | None, device) -> bool:
+    """``data.background_collate``: None = on with an accelerator (host cores idle), off on CPU (the cores
+    train; measured in BENCHMARKS.md)."""
+    return setting if setting is not None else torch.device(device).type != "cpu"
+
+
 def token_loss_sum(engine, batch) -> torch.Tensor:
     """Sum (not mean) of next-token cross-entropies over target tokens, in fp32, with logits computed only
     at target positions (the vocabulary projection dominates small models and Llama-3's 128k vocab)."""
@@ -236,11 +307,21 @@ def train(ctx: LoopContext) -> str:
         val = evaluate(engine, ctx.valid_plan, ctx.rank, ctx.world_size, ctx.cfg.eval_batches)
         if val is not None:
             ctx.logger.log_eval(0, *val)
+    background = background_collate(ctx.cfg.data.background_collate, engine.device)
+    feed = BatchFeed(plan, ctx.rank, ctx.total_steps, background=background, ahead=feed_workers(),
+                     pin=background and torch.device(engine.device).type == "cuda")
+    try:
+        return _steps(ctx, engine, plan, feed)
+    finally:
+        feed.close()
+
+
+def _steps(ctx: LoopContext, engine, plan: DataPlan, feed: BatchFeed) -> str:
     for step in range(ctx.start_step, ctx.total_steps):
         t0, lr = time.time(), engine.get_lr()[0]  # the lr this step uses (read before the scheduler moves)
-        sched = plan.step(step)
+        sched, host_batches, waited = feed.get(step)
         targets = plan.step_targets(sched)
-        batches = [plan.collate(mb, sched).to(engine.device) for mb in sched.micro_batches[ctx.rank]]
+        batches = [b.to(engine.device) for b in host_batches]
         local, real, slots = run_step(engine, batches, targets, ctx.world_size)
         loss_sum, real, slots, stop = reduce_step(local, real, slots)
         done = step + 1
@@ -248,6 +329,7 @@ def train(ctx: LoopContext) -> str:
         record = ctx.logger.step_record(
             done, loss=loss, lr=lr, grad_norm=_grad_norm(engine), real_tokens=real,
             slot_tokens=slots, target_tokens=targets, seconds=time.time() - t0, epoch=sched.epoch)
+        record["data_wait_seconds"] = waited
         ctx.logger.log(record, write=done % ctx.cfg.log_every == 0 or done == ctx.total_steps or stop)
         if not math.isfinite(loss):
             path = save(ctx, done, update_latest=False, tag=f"nonfinite-{ckpt.tag_for(done)}")

@@ -74,6 +74,10 @@ def init_distributed(cfg: TrainConfig) -> tuple[int, int]:
     import torch.distributed as dist
     from deepspeed.accelerator import get_accelerator
 
+    from bayling.threads import configure_torch
+
+    configure_torch()  # intra-op threads: this rank's share of the CPUs (torchrun's OMP_NUM_THREADS wins)
+
     from bayling.train.engine import on_cpu
 
     if "RANK" not in os.environ:

@@ -100,11 +100,11 @@ def test_deepspeed_auto_values_are_all_filled_from_the_config(name):
     template = json.loads((REPO_ROOT / "deepspeed_configs" / name).read_text())
     assert "auto" in json.dumps(template)
     cfg = load_config(TrainConfig, None, ["micro_batch=2", "grad_accum=8", "dtype=bf16", "optim.lr=0.0003"])
-    ds = fill_auto(template, auto_values(cfg, world_size=4, hidden_size=4096, cpu=False))
+    ds = fill_auto(template, auto_values(cfg, world_size=4, hidden_size=4096))
     assert "auto" not in json.dumps(ds)
     assert ds["train_batch_size"] == 2 * 8 * 4 and ds["gradient_accumulation_steps"] == 8
     assert ds["bf16"]["enabled"] is True and ds["fp16"]["enabled"] is False
-    assert ds["optimizer"]["params"]["lr"] == 0.0003 and ds["optimizer"]["params"]["torch_adam"] is False
+    assert ds["optimizer"]["params"]["lr"] == 0.0003 and ds["optimizer"]["params"]["torch_adam"] is True
 
 
 def test_an_auto_without_a_value_is_an_error():
