@@ -162,9 +162,9 @@ def build_inputs(work: Path, shape: dict) -> tuple[Path, Path, int]:
 
 
 def sample_lengths(model: Path, data: Path, cache_root: Path, max_length: int):
-    from bayling.train.cache import open_cache, prepare_cache
+    from bayling.train.cache import CacheSpec, open_cache, prepare_cache
 
-    return open_cache(prepare_cache(data, model, "bayling", max_length, "truncate", cache_root,
+    return open_cache(prepare_cache(CacheSpec(data, model, "bayling", max_length, "truncate", cache_root),
                                     show_progress=False)).lengths
 
 
@@ -201,7 +201,7 @@ def reload_stage(work: Path, names: list[str], left, device: str = "cuda") -> di
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bayling.train.cache import open_cache, prepare_cache
+    from bayling.train.cache import CacheSpec, open_cache, prepare_cache
     from bayling.train.packing import causal_lm_loss_sum, collate_packed, pack_best_fit_decreasing
 
     out = {}
@@ -211,7 +211,7 @@ def reload_stage(work: Path, names: list[str], left, device: str = "cuda") -> di
             out[name] = {"error": "skipped: " + ("time budget" if left() < 30 else "no export")}
             continue
         model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.bfloat16).to(device).eval()
-        cache = open_cache(prepare_cache(work / "data", final, "bayling", 2048, "truncate", work / "cache",
+        cache = open_cache(prepare_cache(CacheSpec(work / "data", final, "bayling", 2048, "truncate", work / "cache"),
                                          show_progress=False))
         batch = collate_packed(cache, pack_best_fit_decreasing(cache.lengths, 2048)[:1], 2048).to(device)
         with torch.no_grad():

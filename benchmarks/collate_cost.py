@@ -36,7 +36,7 @@ def main() -> int:
     import torch
 
     from bayling.tokenizer import tokenizer_dir
-    from bayling.train.cache import open_cache, prepare_cache
+    from bayling.train.cache import CacheSpec, open_cache, prepare_cache
     from bayling.train.packing import collate_packed, pack_best_fit_decreasing
 
     torch.set_num_threads(1)
@@ -46,8 +46,8 @@ def main() -> int:
         (data / "train").mkdir(parents=True)
         shutil.copy(FIXTURE, data / "train" / "00000.jsonl")
         for length, micro in ((2048, 4), (4096, 2)):
-            cache = open_cache(prepare_cache(data, tokenizer_dir("llama2"), "bayling", length, "truncate",
-                                             Path(tmp) / "cache", show_progress=False))
+            cache = open_cache(prepare_cache(CacheSpec(data, tokenizer_dir("llama2"), "bayling", length, "truncate",
+                                                       Path(tmp) / "cache"), show_progress=False))
             bins = pack_best_fit_decreasing(cache.lengths, length)
             for attn in ("sdpa", "flash_attention_2"):
                 times, tokens, sq = [], 0, 0

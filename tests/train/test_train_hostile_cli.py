@@ -487,7 +487,7 @@ def test_kill_9_of_the_launcher_leaves_no_workers_and_a_rerun_resumes(work, mode
     assert not left, "torchrun or workers outlived the killed launcher"
     assert rundir.owner(out) is None
     # the workers stopped on SIGTERM by checkpointing: a rerun resumes from there and finishes
-    proc = run_cli(PROG, args, timeout=600)
+    proc = run_cli(PROG, args, timeout=600, fresh_process=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming from" in proc.stdout and (out / "final" / "bayling.json").is_file()
 
