@@ -20,3 +20,11 @@ def token_cache_dir(train_data_dir, tiny_llama2, tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("token_cache")
     return prepare_cache(CacheSpec(train_data_dir, tiny_llama2, "bayling", 512, "truncate", root), show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def cache(token_cache_dir):
+    """That cache, opened (read-only arrays: one instance serves every test)."""
+    from bayling.train.cache import open_cache
+
+    return open_cache(token_cache_dir)

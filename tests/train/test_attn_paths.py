@@ -9,7 +9,6 @@ import torch
 
 from bayling.errors import ConfigError
 from bayling.train import attention
-from bayling.train.cache import open_cache
 from bayling.train.packing import (
     IGNORE_INDEX,
     causal_lm_loss_sum,
@@ -22,11 +21,6 @@ from bayling.train.packing import (
 # in summation order inside the kernels, measured <= 2e-5 absolute on the losses.
 LOSS_ATOL, LOSS_RTOL = 1e-4, 1e-5
 GRAD_ATOL, GRAD_RTOL = 1e-5, 1e-4
-
-
-@pytest.fixture(scope="module")
-def cache(token_cache_dir):
-    return open_cache(token_cache_dir)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from bayling.train.cache import open_cache
 from bayling.train.packing import (
     bin_target_counts,
     causal_lm_loss_sum,
@@ -18,11 +17,6 @@ from bayling.train.packing import (
     step_target_tokens,
 )
 from bayling.train.tokenize import IGNORE_INDEX
-
-
-@pytest.fixture(scope="module")
-def cache(token_cache_dir):
-    return open_cache(token_cache_dir)
 
 
 @pytest.fixture(scope="module")
