@@ -25,6 +25,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     shape, runs, device = (SMOKE_SHAPE, SMOKE_RUNS, "cpu") if a.smoke_cpu else (SHAPE, RUNS, "cuda")
     start = time.time()
     left = lambda: BUDGET_S - (time.time() - start)  # noqa: E731
-    work = a.out / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=a.out))  # fresh, ours: the only folder this script deletes
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", DS_BUILD_OPS="0")
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

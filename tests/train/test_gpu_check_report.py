@@ -117,6 +117,8 @@ def test_every_stage_runs_on_a_tiny_model_on_cpu(tmp_path):
     """--smoke-cpu: the same stages (bayling-train ZeRO-2 and ZeRO-3 + checkpointing, export, reload, eval) on a
     tiny model, so a broken stage shows here and not on the GPU machine."""
     out = tmp_path / "out"
+    (out / "work").mkdir(parents=True)
+    (out / "work" / "mine.txt").write_text("a user's file", encoding="utf-8")  # never the script's to delete
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "_gpu_check.py"), "--smoke-cpu", "--steps", "4",
                            "--warmup", "1", "--eval-lines", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=900)
@@ -127,4 +129,5 @@ def test_every_stage_runs_on_a_tiny_model_on_cpu(tmp_path):
     assert all(r["real_tokens_per_s"] > 0 and r["timed_steps"] == 3 for r in report["train"].values())
     assert all(r["dtype"] == "torch.bfloat16" for r in report["reload"].values())
     assert len(report["eval"]["hf"]) == 5  # 4 directions + seconds
-    assert not (out / "work").exists() and (out / "gpu_check.md").is_file()
+    assert not list(out.glob("work-*")) and (out / "gpu_check.md").is_file()
+    assert (out / "work" / "mine.txt").read_text(encoding="utf-8") == "a user's file"
