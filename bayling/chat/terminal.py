@@ -7,7 +7,9 @@ line; Ctrl-D or ``/exit`` quits.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -106,12 +108,23 @@ def answer(s: Session, user: str) -> str | None:
     return gen.text
 
 
+def ctrl_c_interrupts() -> None:
+    """Make Ctrl-C raise KeyboardInterrupt here even if the process that started us ignored SIGINT.
+
+    Why: an ignored signal stays ignored across exec, and Python then installs no handler, so Ctrl-C would
+    neither stop an answer nor clear a line (seen when the chat is started from a test runner, a job
+    launcher or ``nohup``-like wrappers). The chat is interactive: Ctrl-C is the user's, so take it back."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_terminal(chat: ChatModel, sampling: Sampling, conv: Conversation, *,
                  out: TextIO = sys.stdout, read: Callable[[str], str] = input) -> int:
     try:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
+    ctrl_c_interrupts()
     s = Session(chat, sampling, conv, out)
     s.say(f"bayling-chat: {chat.describe()}")
     s.say("type a message; /help lists commands; Ctrl-D quits")
