@@ -39,6 +39,7 @@ import torch.distributed as dist
 
 from bayling.train import checkpoint as ckpt
 from bayling.train.packing import (
+    StepLayout,
     bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
@@ -101,17 +102,20 @@ class DataPlan:
                    packing=packing, instructions_per_step=instructions_per_step, **kw)
 
     @property
+    def layout(self) -> StepLayout:
+        return StepLayout(self.micro_batch, self.world_size, self.seed, self.grad_accum, self.max_length,
+                          self.packing)
+
+    @property
     def steps_per_epoch(self) -> int:
         return len(self.plan(0))
 
     def plan(self, epoch: int):
         if epoch not in self._plans:
             if self.instructions_per_step:
-                steps = plan_instruction_steps(self.cache.lengths, self.instructions_per_step, self.micro_batch,
-                                               self.grad_accum, self.world_size, self.seed, epoch,
-                                               self.max_length, self.packing)
+                steps = plan_instruction_steps(self.cache.lengths, self.instructions_per_step, self.layout, epoch)
             else:
-                steps = plan_steps(self.bins, self.micro_batch, self.grad_accum, self.world_size, self.seed, epoch)
+                steps = plan_steps(self.bins, self.layout, epoch)
             self._plans = {epoch: steps}
         return self._plans[epoch]
 

@@ -26,7 +26,8 @@ Public API::
 
     bins = pack_best_fit_decreasing(cache.lengths, max_length)          # list[list[int]] (sample idx)
     packing_efficiency(cache.lengths, bins, max_length) -> float
-    plan = plan_steps(bins, micro_batch, grad_accum, world_size, seed, epoch)   # list[Step]
+    layout = StepLayout(micro_batch, world_size, seed, grad_accum, max_length)
+    plan = plan_steps(bins, layout, epoch)                              # list[Step]
     plan[k].micro_batches[rank][j] -> list of bin indices for micro-batch j of rank `rank`
     bin_targets = bin_target_counts(bins, cache.n_targets)
     step_target_tokens(plan[k], bin_targets) -> int                    # across GA and ranks
@@ -95,6 +96,27 @@ def packing_efficiency(lengths: Sequence[int] | np.ndarray, bins: list[list[int]
     return used / (len(bins) * max_length) if bins else 0.0
 
 
+@dataclass(frozen=True)
+class StepLayout:
+    """How one optimizer step is laid out over processes: the part of the config every planner reads.
+
+    ``grad_accum`` may be None only while it is being worked out (:func:`instruction_grad_accum`)."""
+
+    micro_batch: int
+    world_size: int
+    seed: int
+    grad_accum: int | None = 1
+    max_length: int = 2048
+    packing: bool = True
+
+    @property
+    def slots(self) -> int:
+        """(rank, micro-step) pairs per step: each must get at least one row."""
+        if self.grad_accum is None:
+            raise ValueError("grad_accum is not known yet")
+        return self.grad_accum * self.world_size
+
+
 @dataclass
 class Step:
     """One optimizer step: ``micro_batches[rank][j]`` = bin indices of micro-batch j on that rank.
@@ -111,14 +133,21 @@ class Step:
         return [b for rank in self.micro_batches for mb in rank for b in mb]
 
 
-def plan_steps(
-    bins: Sequence[Sequence[int]] | int,
-    micro_batch: int,
-    grad_accum: int,
-    world_size: int,
-    seed: int,
-    epoch: int,
-) -> list[Step]:
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The epoch's shuffle: a pure function of (seed, epoch), so a resumed run replays it exactly."""
+    return np.random.default_rng([seed, epoch]).permutation(n).tolist()
+
+
+def _deal(n_rows: int, layout: StepLayout) -> list[list[list[int]]]:
+    """Rows 0..n_rows-1 dealt round-robin over the (rank, micro-step) slots."""
+    mbs: list[list[list[int]]] = [[[] for _ in range(layout.grad_accum)] for _ in range(layout.world_size)]
+    for k in range(n_rows):
+        slot = k % layout.slots
+        mbs[slot % layout.world_size][slot // layout.world_size].append(k)
+    return mbs
+
+
+def plan_steps(bins: Sequence[Sequence[int]] | int, layout: StepLayout, epoch: int) -> list[Step]:
     """Deterministic per-epoch plan: shuffle bins (seed, epoch), deal them into optimizer steps.
 
     Every rank gets exactly ``grad_accum`` micro-batches per step (DeepSpeed needs equal micro-steps);
@@ -126,49 +155,47 @@ def plan_steps(
     bins (exact because the loss is normalised by target tokens, not by batch size). Bins left after
     that (fewer than ``grad_accum * world_size``) are skipped this epoch; the shuffle changes per epoch.
     """
-    if min(micro_batch, grad_accum, world_size) < 1:
+    if min(layout.micro_batch, layout.grad_accum or 0, layout.world_size) < 1:
         raise ValueError("micro_batch, grad_accum and world_size must be >= 1")
     n_bins = bins if isinstance(bins, int) else len(bins)
-    perm = np.random.default_rng([seed, epoch]).permutation(n_bins).tolist()
-    slots = grad_accum * world_size
-    per_step = micro_batch * slots
+    perm = _epoch_order(n_bins, layout.seed, epoch)
+    per_step = layout.micro_batch * layout.slots
     steps: list[Step] = []
     for start in range(0, n_bins, per_step):
         chunk = perm[start : start + per_step]
-        if len(chunk) < slots:
+        if len(chunk) < layout.slots:
             break
-        mbs: list[list[list[int]]] = [[[] for _ in range(grad_accum)] for _ in range(world_size)]
-        for k, b in enumerate(chunk):  # round-robin over (rank, micro-step) slots
-            slot = k % slots
-            mbs[slot % world_size][slot // world_size].append(b)
+        mbs = [[[chunk[k] for k in mb] for mb in rank] for rank in _deal(len(chunk), layout)]
         steps.append(Step(epoch, len(steps), mbs))
     return steps
 
 
-def step_rows(lengths: np.ndarray, perm: list[int], start: int, per_step: int, max_length: int,
-              packing: bool) -> list[list[int]]:
-    """The packed rows (sample ids) of the ``per_step`` instructions starting at ``perm[start]``."""
-    chunk = perm[start:start + per_step]
+def step_rows(lengths: np.ndarray, chunk: list[int], max_length: int, packing: bool) -> list[list[int]]:
+    """The packed rows (sample ids) of one step's instructions ``chunk``."""
     if not packing:
         return [[i] for i in chunk]
     local = pack_best_fit_decreasing(lengths[chunk], max_length)
     return [[chunk[k] for k in b] for b in local]
 
 
-def instruction_grad_accum(lengths, per_step: int, micro_batch: int, world_size: int, seed: int, epochs: int,
-                           max_length: int, packing: bool) -> int:
-    """Micro-steps per rank that hold the fullest step of every planned epoch (DeepSpeed needs one fixed GA)."""
+def _instruction_chunks(lengths: np.ndarray, per_step: int, seed: int, epoch: int):
+    perm = _epoch_order(len(lengths), seed, epoch)
+    for start in range(0, len(perm) - per_step + 1, per_step):
+        yield perm[start:start + per_step]
+
+
+def instruction_grad_accum(lengths, per_step: int, layout: StepLayout, epochs: int) -> int:
+    """Micro-steps per rank that hold the fullest step of every planned epoch (DeepSpeed needs one fixed GA);
+    ``layout.grad_accum`` is ignored (it is what this works out)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     most = 1
     for epoch in range(epochs):
-        perm = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
-        for start in range(0, len(perm) - per_step + 1, per_step):
-            most = max(most, len(step_rows(lengths, perm, start, per_step, max_length, packing)))
-    return -(-most // (micro_batch * world_size))
+        for chunk in _instruction_chunks(lengths, per_step, layout.seed, epoch):
+            most = max(most, len(step_rows(lengths, chunk, layout.max_length, layout.packing)))
+    return -(-most // (layout.micro_batch * layout.world_size))
 
 
-def plan_instruction_steps(lengths, per_step: int, micro_batch: int, grad_accum: int, world_size: int,
-                           seed: int, epoch: int, max_length: int, packing: bool) -> list[Step]:
+def plan_instruction_steps(lengths, per_step: int, layout: StepLayout, epoch: int) -> list[Step]:
     """Steps of exactly ``per_step`` instructions (the paper's unit), whatever their lengths.
 
     The epoch's shuffled samples are cut into groups of ``per_step``; each group is packed on its own
@@ -179,11 +206,10 @@ def plan_instruction_steps(lengths, per_step: int, micro_batch: int, grad_accum:
     is normalised by the target tokens of the step's instructions, however they are laid out.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    perm = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
-    slots = grad_accum * world_size
+    slots = layout.slots
     steps: list[Step] = []
-    for start in range(0, len(perm) - per_step + 1, per_step):
-        rows = step_rows(lengths, perm, start, per_step, max_length, packing)
+    for chunk in _instruction_chunks(lengths, per_step, layout.seed, epoch):
+        rows = step_rows(lengths, chunk, layout.max_length, layout.packing)
         while len(rows) < slots:
             widest = max(range(len(rows)), key=lambda r: len(rows[r]))
             if len(rows[widest]) < 2:
@@ -191,13 +217,9 @@ def plan_instruction_steps(lengths, per_step: int, micro_batch: int, grad_accum:
             half = len(rows[widest]) // 2
             rows.append(rows[widest][half:])
             rows[widest] = rows[widest][:half]
-        if len(rows) > slots * micro_batch:
-            raise ValueError(f"a step needs {len(rows)} rows, more than {slots} x micro_batch {micro_batch}")
-        mbs: list[list[list[int]]] = [[[] for _ in range(grad_accum)] for _ in range(world_size)]
-        for k in range(len(rows)):
-            slot = k % slots
-            mbs[slot % world_size][slot // world_size].append(k)
-        steps.append(Step(epoch, len(steps), mbs, rows))
+        if len(rows) > slots * layout.micro_batch:
+            raise ValueError(f"a step needs {len(rows)} rows, more than {slots} x micro_batch {layout.micro_batch}")
+        steps.append(Step(epoch, len(steps), _deal(len(rows), layout), rows))
     return steps
 
 

@@ -235,10 +235,10 @@ def step_plan(cfg: TrainConfig, train_cache, world: int):
 
     ga = cfg.resolved_grad_accum(world)
     if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
-        from bayling.train.packing import instruction_grad_accum
+        from bayling.train.packing import StepLayout, instruction_grad_accum
 
-        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, cfg.micro_batch, world,
-                                    cfg.seed, cfg.epochs, cfg.data.max_length, cfg.data.packing)
+        layout = StepLayout(cfg.micro_batch, world, cfg.seed, None, cfg.data.max_length, cfg.data.packing)
+        ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, layout, cfg.epochs)
     common = dict(grad_accum=ga, world_size=world, seed=cfg.seed, max_length=cfg.data.max_length,
                   attn_implementation=resolve_attn(cfg.model.attn_implementation), mask_dtype=torch_dtype(cfg.dtype),
                   packing=cfg.data.packing, micro_batch=cfg.micro_batch)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bayling.train.packing import (
+    StepLayout,
     bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
@@ -135,9 +136,10 @@ def test_bfd_on_cache_lengths(cache):
 
 
 def test_plan_steps_deterministic_and_balanced():
-    plan = plan_steps(103, micro_batch=2, grad_accum=3, world_size=2, seed=1, epoch=0)
-    assert plan == plan_steps(103, 2, 3, 2, 1, 0)
-    assert plan != plan_steps(103, 2, 3, 2, 1, 1)  # reshuffled each epoch
+    layout = StepLayout(micro_batch=2, grad_accum=3, world_size=2, seed=1)
+    plan = plan_steps(103, layout, epoch=0)
+    assert plan == plan_steps(103, StepLayout(2, 2, 1, 3), 0)
+    assert plan != plan_steps(103, layout, 1)  # reshuffled each epoch
     seen = [b for s in plan for b in s.bins()]
     assert len(seen) == len(set(seen)) and len(seen) >= 103 - 5
     for s in plan:
@@ -149,7 +151,7 @@ def test_plan_steps_deterministic_and_balanced():
 def test_step_target_tokens_counts_whole_step(cache):
     bins = pack_best_fit_decreasing(cache.lengths, 1024)
     bt = bin_target_counts(bins, cache.n_targets)
-    plan = plan_steps(bins, 2, 2, 2, seed=0, epoch=0)
+    plan = plan_steps(bins, StepLayout(2, 2, seed=0, grad_accum=2), epoch=0)
     step = plan[0]
     total = 0
     for rank in range(2):
@@ -187,9 +189,10 @@ def test_instruction_steps_hold_exactly_n_instructions(per_step, micro_batch, wo
 
     rng = np.random.default_rng(7)
     lengths = np.clip(rng.lognormal(5.6, 0.8, 3000).astype(np.int64), 8, 2048)
-    ga = instruction_grad_accum(lengths, per_step, micro_batch, world, 3, 2, 2048, True)
+    ga = instruction_grad_accum(lengths, per_step, StepLayout(micro_batch, world, seed=3, grad_accum=None), 2)
+    layout = StepLayout(micro_batch, world, seed=3, grad_accum=ga)
     for epoch in (0, 1):
-        steps = plan_instruction_steps(lengths, per_step, micro_batch, ga, world, 3, epoch, 2048, True)
+        steps = plan_instruction_steps(lengths, per_step, layout, epoch)
         assert len(steps) == len(lengths) // per_step
         seen = []
         for st in steps:
@@ -201,7 +204,7 @@ def test_instruction_steps_hold_exactly_n_instructions(per_step, micro_batch, wo
             assert sorted(k for rank in st.micro_batches for mb in rank for k in mb) == list(range(len(st.rows)))
             seen += samples
         assert len(seen) == len(set(seen))
-        again = plan_instruction_steps(lengths, per_step, micro_batch, ga, world, 3, epoch, 2048, True)
+        again = plan_instruction_steps(lengths, per_step, layout, epoch)
         assert [s.rows for s in again] == [s.rows for s in steps]
 
 
@@ -213,8 +216,8 @@ def test_instruction_steps_pin_the_paper_geometry():
 
     rng = np.random.default_rng(0)
     lengths = np.clip(rng.lognormal(5.6, 0.8, 12800).astype(np.int64), 8, 2048)
-    ga = instruction_grad_accum(lengths, 128, 4, 8, 42, 1, 2048, True)
-    steps = plan_instruction_steps(lengths, 128, 4, ga, 8, 42, 0, 2048, True)
+    ga = instruction_grad_accum(lengths, 128, StepLayout(micro_batch=4, world_size=8, seed=42, grad_accum=None), 1)
+    steps = plan_instruction_steps(lengths, 128, StepLayout(4, 8, 42, grad_accum=ga), 0)
     rows = [len(s.rows) for s in steps]
     assert ga == 1 and len(steps) == 100
     assert (min(rows), max(rows), sum(rows)) == (20, 30, 2355)  # 23.6 rows of 2048 hold 128 instructions
