@@ -34,7 +34,7 @@ ALWAYS_FRESH = os.environ.get("BAYLING_HOSTILE_SUBPROCESS") == "1"
 # Functions after which a command would start real work (workers, a server, torchrun): a hostile case must
 # have failed before them. In-process they raise instead, so a regression fails the case rather than
 # training inside (or os._exit-ing) the test process.
-REAL_WORK = {"bayling-train": ("bayling.cli.train:_worker", "bayling.cli.train:_launch_local"),
+REAL_WORK = {"bayling-train": ("bayling.cli.train:_worker", "bayling.train.local_launch:launch_local"),
              "bayling-serve": ("bayling.chat.server:create_app",)}
 _ONE_AT_A_TIME = threading.Lock()  # cwd, sys.stdout/stderr are process-wide
 

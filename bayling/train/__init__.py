@@ -6,9 +6,10 @@ Data side, in the order the loop uses it (each module's docstring has the detail
 - :mod:`bayling.train.cache`     ``get_or_build_cache(spec)`` / ``prepare_cache(spec)`` (a ``CacheSpec``)
   -> on-disk token cache;
   ``open_cache`` -> :class:`~bayling.train.cache.TokenCache` (memory-mapped, no pickle).
-- :mod:`bayling.train.packing`   best-fit-decreasing bins, ``plan_steps`` (deterministic, resumable),
+- :mod:`bayling.train.packing`   best-fit-decreasing bins, ``plan_steps(bins, StepLayout, epoch)`` (deterministic, resumable),
   ``collate_packed`` (block-diagonal attention / flash varlen), ``step_target_tokens`` (loss normaliser).
 - :mod:`bayling.train.memory`    ``estimate_memory`` + ``format_estimate`` for ``--estimate-memory``
   (model states from DeepSpeed's own ZeRO-2/3 estimators).
 - :mod:`bayling.train.step_preview`  the per-step figures ``--print-config`` appends.
+- :mod:`bayling.train.local_launch`  ``--nproc-per-node N``: torchrun workers on this machine after the checks.
 """

@@ -26,14 +26,13 @@ Public API::
 
     bins = pack_best_fit_decreasing(cache.lengths, max_length)          # list[list[int]] (sample idx)
     packing_efficiency(cache.lengths, bins, max_length) -> float
-    layout = StepLayout(micro_batch, world_size, seed, grad_accum, max_length)
-    plan = plan_steps(bins, layout, epoch)                              # list[Step]
+    plan = plan_steps(bins, StepLayout(micro_batch, world_size, seed, grad_accum), epoch)  # list[Step]
     plan[k].micro_batches[rank][j] -> list of bin indices for micro-batch j of rank `rank`
     bin_targets = bin_target_counts(bins, cache.n_targets)
     step_target_tokens(plan[k], bin_targets) -> int                    # across GA and ranks
     batch = collate_packed(cache, [bins[b] for b in mb], max_length, attn_implementation="sdpa")
-    model(**batch.model_inputs())  # input_ids, labels, position_ids, attention_mask / cu_seq_lens_*
-    collate_padded(cache, sample_indices) -> Batch                      # unpacked baseline
+    model(**batch.model_inputs())  # input_ids, labels, position_ids, attention_mask / cu_seq_lens_*; unpacked
+    collate_padded(cache, sample_indices) -> Batch                      # baseline: one sample per row
     loss_sum = causal_lm_loss_sum(model_or_engine, batch)  # summed token CE, logits only at targets, chunked
 
 The loop should compute its loss with ``causal_lm_loss_sum`` (same value and gradients as full logits,
@@ -98,9 +97,8 @@ def packing_efficiency(lengths: Sequence[int] | np.ndarray, bins: list[list[int]
 
 @dataclass(frozen=True)
 class StepLayout:
-    """How one optimizer step is laid out over processes: the part of the config every planner reads.
-
-    ``grad_accum`` may be None only while it is being worked out (:func:`instruction_grad_accum`)."""
+    """How one optimizer step is laid out over processes: the part of the config every planner reads
+    (``grad_accum`` None only while :func:`instruction_grad_accum` works it out)."""
 
     micro_batch: int
     world_size: int
@@ -112,8 +110,6 @@ class StepLayout:
     @property
     def slots(self) -> int:
         """(rank, micro-step) pairs per step: each must get at least one row."""
-        if self.grad_accum is None:
-            raise ValueError("grad_accum is not known yet")
         return self.grad_accum * self.world_size
 
 
@@ -180,8 +176,7 @@ def step_rows(lengths: np.ndarray, chunk: list[int], max_length: int, packing: b
 
 def _instruction_chunks(lengths: np.ndarray, per_step: int, seed: int, epoch: int):
     perm = _epoch_order(len(lengths), seed, epoch)
-    for start in range(0, len(perm) - per_step + 1, per_step):
-        yield perm[start:start + per_step]
+    return [perm[start:start + per_step] for start in range(0, len(perm) - per_step + 1, per_step)]
 
 
 def instruction_grad_accum(lengths, per_step: int, layout: StepLayout, epochs: int) -> int:
