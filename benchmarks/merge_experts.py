@@ -240,33 +240,48 @@ def reuse_reference_evals(first: Path, folder: Path, n_references: int) -> None:
 
 
 def summarize_seeds(folders: dict[int, Path], summary: dict, samples: int) -> tuple[str, dict]:
-    """Per PSO seed: test mean, paired bootstrap against the best baseline (of the first seed's run), shares
+    """Per PSO seed: test mean, paired bootstrap against the best baseline (of the first seed's run) and
+    against the best of the models merged (base or an expert: is the search more than picking one?), shares
     of the experts' gains kept; then the mean and spread over seeds and the two goals judged on all seeds."""
     from statistics import mean, stdev
 
-    from bayling.merge.significance import load_eval_dir, paired_bootstrap, verdict
+    from bayling.merge.significance import kept_share, load_eval_dir, paired_bootstrap, verdict
 
     first = next(iter(folders.values()))
     best = summary["goals"]["best_baseline"]
+    best_input = max(["base", *summary["gain"]], key=summary["test_mean"].get)
     baseline = load_eval_dir(first / "evals" / "test" / best)
+    best_input_texts = load_eval_dir(first / "evals" / "test" / best_input)
+    inputs = {name: load_eval_dir(first / "evals" / "test" / name) for name in ["base", *summary["gain"]]}
+    experts = {f"expert{i + 1}": EXPERTS[n] for i, n in enumerate(EXPERTS)}
+    own = {e: [d for d in inputs["base"] if (d.endswith("-eng_Latn") if fam == "x-en" else d.startswith("eng_Latn-"))]
+           for e, fam in experts.items()}
     rows, per_seed = [], {}
     for seed, folder in folders.items():
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         _, s = summarize(report)
         boot = paired_bootstrap(load_eval_dir(folder / "evals" / "test" / "pso"), baseline, n_samples=samples)
+        pso_texts = load_eval_dir(folder / "evals" / "test" / "pso")
+        vs_input = paired_bootstrap(pso_texts, best_input_texts, n_samples=samples)
         kept = s["kept"]["pso"]
+        kept_ci = {e: kept_share(inputs["base"], inputs[e], pso_texts, own[e], n_samples=samples) for e in experts}
         per_seed[seed] = {"dev_fitness": report["dev_fitness"]["pso"], "test_mean": s["test_mean"]["pso"],
-                          "bootstrap_vs_best_baseline": boot, "kept": kept, "verdict": verdict(boot)}
+                          "bootstrap_vs_best_baseline": boot, "kept": kept, "verdict": verdict(boot),
+                          "bootstrap_vs_best_input": vs_input, "verdict_vs_best_input": verdict(vs_input),
+                          "kept_bootstrap": kept_ci}
         rows.append(f"| {seed} | {report['dev_fitness']['pso']:.2f} | {s['test_mean']['pso']:.2f} | "
                     f"{boot['diff']:+.2f} | {boot['ci95'][0]:+.2f} .. {boot['ci95'][1]:+.2f} | {boot['p_value']:.3f} | "
-                    + " | ".join("n/a" if v is None else f"{100 * v:.0f} %" for v in kept.values()) + " |")
+                    f"{vs_input['diff']:+.2f} (p {vs_input['p_value']:.3f}) | "
+                    + " | ".join("n/a" if v is None else f"{100 * v:.0f} % ({100 * kept_ci[e]['ci95'][0]:.0f} .. "
+                                 f"{100 * kept_ci[e]['ci95'][1]:.0f} %)" for e, v in kept.items()) + " |")
     means = [r["test_mean"] for r in per_seed.values()]
     spread = {"mean": mean(means), "sd": stdev(means) if len(means) > 1 else 0.0, "min": min(means), "max": max(means)}
-    lines = [f"PSO seeds vs the best baseline ({best}, test mean {summary['test_mean'][best]:.2f}); paired "
-             f"bootstrap of the test mean chrF++, {samples} resamples (bayling.merge.significance):", "",
-             "| PSO seed | dev fitness | test mean | diff | 95 % CI | p | " + " | ".join(
-                 f"kept of {e}'s gain" for e in summary["gain"]) + " |",
-             "|---:|" + "---:|" * (5 + len(summary["gain"])), *rows, "",
+    lines = [f"PSO seeds vs the best baseline ({best}, test mean {summary['test_mean'][best]:.2f}) and the best "
+             f"merged model ({best_input}, {summary['test_mean'][best_input]:.2f}); paired bootstrap of the test "
+             f"mean chrF++, {samples} resamples (bayling.merge.significance):", "",
+             f"| PSO seed | dev fitness | test mean | diff vs {best} | 95 % CI | p | diff vs {best_input} | " + " | ".join(
+                 f"kept of {e}'s gain (95 % CI)" for e in summary["gain"]) + " |",
+             "|---:|" + "---:|" * (6 + len(summary["gain"])), *rows, "",
              f"PSO test mean over {len(means)} seeds: {spread['mean']:.2f} (sd {spread['sd']:.2f}, "
              f"{spread['min']:.2f} .. {spread['max']:.2f}) vs {best} {summary['test_mean'][best]:.2f}"]
     goals = {"pso_beats_best_baseline_every_seed": all(r["test_mean"] > summary["test_mean"][best]
@@ -275,8 +290,11 @@ def summarize_seeds(folders: dict[int, Path], summary: dict, samples: int) -> tu
                  r["bootstrap_vs_best_baseline"]["p_value"] < 0.05 and r["bootstrap_vs_best_baseline"]["ci95"][0] > 0
                  for r in per_seed.values()),
              "pso_keeps_80pct_each_every_seed": all(v is not None and v >= 0.8
-                                                    for r in per_seed.values() for v in r["kept"].values())}
-    return "\n".join(lines) + "\n", {"per_seed": per_seed, "test_mean": spread, "goals": goals}
+                                                    for r in per_seed.values() for v in r["kept"].values()),
+             "pso_keeps_80pct_each_beyond_noise_every_seed": all(
+                 k["ci95"][0] >= 0.8 for r in per_seed.values() for k in r["kept_bootstrap"].values())}
+    return "\n".join(lines) + "\n", {"per_seed": per_seed, "test_mean": spread, "best_input": best_input,
+                                     "goals": goals}
 
 
 def expert_lrs(text: str) -> dict[str, float]:

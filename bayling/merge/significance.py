@@ -52,6 +52,37 @@ def corpus_scores(metric, stats: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.array([metric._compute_score_from_stats(s).score for s in sums])
 
 
+def resample_scores(systems: dict[str, dict[str, tuple[list[str], list[str]]]], n_samples: int = 1000,
+                    seed: int = DEFAULT_SEED, word_order: int = 2) -> tuple[list[str], dict, dict]:
+    """Corpus chrF++ of every system on the full sample and on ``n_samples`` paired resamples.
+
+    ``systems``: name -> direction -> (hypotheses, references). Every system gets the same resampled
+    sentences (paired), each direction resamples its own sentences (stratified). Returns the sorted
+    directions, name -> full-sample score per direction (array (d,)), name -> resampled scores (array (B, d)).
+    """
+    names = list(systems)
+    dirs = sorted(systems[names[0]]) if names else []
+    if not dirs or any(set(systems[n]) != set(dirs) for n in names):
+        raise BaylingError("the systems must cover the same (non-empty) set of directions: "
+                           + "; ".join(f"{n}: {sorted(systems[n])}" for n in names))
+    if n_samples < 1:
+        raise BaylingError(f"n_samples must be >= 1, got {n_samples}")
+    metric = chrf_metric(word_order)
+    rng = np.random.default_rng(seed)
+    full = {n: np.zeros(len(dirs)) for n in names}
+    boot = {n: np.zeros((n_samples, len(dirs))) for n in names}
+    for j, d in enumerate(dirs):
+        refs = systems[names[0]][d][1]
+        if any(systems[n][d][1] != refs for n in names):
+            raise BaylingError(f"{d}: the systems were scored against different references")
+        stats = {n: sentence_stats(metric, systems[n][d][0], refs) for n in names}
+        idx = rng.choice(len(refs), size=(n_samples, len(refs)), replace=True)
+        for n in names:
+            full[n][j] = corpus_scores(metric, stats[n], np.arange(len(refs))[None, :])[0]
+            boot[n][:, j] = corpus_scores(metric, stats[n], idx)
+    return dirs, full, boot
+
+
 def paired_bootstrap(system_a: dict[str, tuple[list[str], list[str]]],
                      system_b: dict[str, tuple[list[str], list[str]]], n_samples: int = 1000,
                      seed: int = DEFAULT_SEED, word_order: int = 2) -> dict:
@@ -60,38 +91,41 @@ def paired_bootstrap(system_a: dict[str, tuple[list[str], list[str]]],
     Returns the two means, their difference (A - B), its 95 % percentile interval, the two-sided p-value,
     the share of resamples where A's mean is higher, and the per-direction scores.
     """
-    if set(system_a) != set(system_b) or not system_a:
-        raise BaylingError("the two systems must cover the same (non-empty) set of directions: "
-                           f"{sorted(system_a)} vs {sorted(system_b)}")
-    if n_samples < 1:
-        raise BaylingError(f"n_samples must be >= 1, got {n_samples}")
-    metric = chrf_metric(word_order)
-    rng = np.random.default_rng(seed)
-    dirs = sorted(system_a)
-    full_a, full_b, boot_a, boot_b = {}, {}, np.zeros(n_samples), np.zeros(n_samples)
-    for d in dirs:
-        (hyp_a, ref_a), (hyp_b, ref_b) = system_a[d], system_b[d]
-        if ref_a != ref_b:
-            raise BaylingError(f"{d}: the two systems were scored against different references")
-        sa, sb = sentence_stats(metric, hyp_a, ref_a), sentence_stats(metric, hyp_b, ref_b)
-        n = len(ref_a)
-        everything = np.arange(n)[None, :]
-        full_a[d], full_b[d] = corpus_scores(metric, sa, everything)[0], corpus_scores(metric, sb, everything)[0]
-        idx = rng.choice(n, size=(n_samples, n), replace=True)
-        boot_a += corpus_scores(metric, sa, idx)
-        boot_b += corpus_scores(metric, sb, idx)
-    boot_a, boot_b = boot_a / len(dirs), boot_b / len(dirs)
-    mean_a, mean_b = float(np.mean(list(full_a.values()))), float(np.mean(list(full_b.values())))
+    dirs, full, boot = resample_scores({"a": system_a, "b": system_b}, n_samples, seed, word_order)
+    mean_a, mean_b = float(full["a"].mean()), float(full["b"].mean())
     diff = mean_a - mean_b
-    deltas = boot_a - boot_b
+    deltas = boot["a"].mean(axis=1) - boot["b"].mean(axis=1)
     centred = np.abs(deltas - deltas.mean())
     p_value = (1 + int(np.sum(centred >= abs(diff) - 1e-12))) / (n_samples + 1)
     low, high = np.percentile(deltas, [2.5, 97.5])
     return {"mean_a": mean_a, "mean_b": mean_b, "diff": diff, "ci95": [float(low), float(high)],
             "p_value": float(p_value), "a_better_share": float(np.mean(deltas > 0)),
             "n_samples": n_samples, "seed": seed, "metric": f"chrF (word_order={word_order}), mean over directions",
-            "directions": {d: {"a": float(full_a[d]), "b": float(full_b[d]), "lines": len(system_a[d][1])}
-                           for d in dirs}}
+            "directions": {d: {"a": float(full["a"][j]), "b": float(full["b"][j]), "lines": len(system_a[d][1])}
+                           for j, d in enumerate(dirs)}}
+
+
+def kept_share(base: dict, expert: dict, merged: dict, directions: list[str], threshold: float = 0.8,
+               n_samples: int = 1000, seed: int = DEFAULT_SEED, word_order: int = 2) -> dict:
+    """The share of an expert's gain over the base a merged model keeps on ``directions``, with a 95 % interval.
+
+    kept = (merged - base) / (expert - base), each the mean corpus chrF++ over ``directions``; per paired
+    resample likewise. A resample where the expert does not gain has no share: those are counted, not used.
+    ``at_least_threshold``: the share of the usable resamples with kept >= ``threshold``.
+    """
+    pick = {name: {d: system[d] for d in directions} for name, system in
+            (("base", base), ("expert", expert), ("merged", merged))}
+    _, full, boot = resample_scores(pick, n_samples, seed, word_order)
+    gain, got = full["expert"].mean() - full["base"].mean(), full["merged"].mean() - full["base"].mean()
+    b_gain = boot["expert"].mean(axis=1) - boot["base"].mean(axis=1)
+    b_got = boot["merged"].mean(axis=1) - boot["base"].mean(axis=1)
+    usable = b_gain > 0
+    shares = b_got[usable] / b_gain[usable]
+    low, high = np.percentile(shares, [2.5, 97.5]) if shares.size else (float("nan"), float("nan"))
+    return {"kept": float(got / gain) if gain > 0 else None, "gain": float(gain), "ci95": [float(low), float(high)],
+            "at_least_threshold": float(np.mean(shares >= threshold)) if shares.size else None,
+            "threshold": threshold, "resamples_without_gain": int((~usable).sum()), "n_samples": n_samples,
+            "seed": seed}
 
 
 def load_eval_dir(folder: Path) -> dict[str, tuple[list[str], list[str]]]:

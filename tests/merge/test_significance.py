@@ -9,7 +9,7 @@ import pytest
 from sacrebleu.metrics import CHRF
 
 from bayling.errors import BaylingError
-from bayling.merge.significance import load_eval_dir, paired_bootstrap, verdict
+from bayling.merge.significance import kept_share, load_eval_dir, paired_bootstrap, verdict
 
 FLORES = Path(__file__).resolve().parents[2] / "data" / "samples" / "flores_demo"
 
@@ -84,6 +84,24 @@ def test_a_small_noisy_difference_is_within_noise():
     res = paired_bootstrap(a, b, n_samples=300)
     assert 0 < res["diff"] < 1
     assert res["p_value"] > 0.05 and res["ci95"][0] <= 0 <= res["ci95"][1]
+
+
+def test_kept_share_of_an_expert_gain():
+    """merged = expert keeps 100 % in every resample, merged = base 0 %, halfway in between ~50 %."""
+    base = system(lambda refs: drop_words(refs, 2))
+    expert = system(lambda refs: drop_words(refs, 5))
+    dirs = ["x-deu", "x-fra"]  # the expert's "own" directions: the others are ignored
+    same = kept_share(base, expert, expert, dirs, n_samples=200)
+    assert same["kept"] == pytest.approx(1.0) and same["ci95"] == pytest.approx([1.0, 1.0])
+    assert same["at_least_threshold"] == 1.0 and same["resamples_without_gain"] == 0 and same["gain"] > 5
+    none = kept_share(base, expert, base, dirs, n_samples=200)
+    assert none["kept"] == 0.0 and none["at_least_threshold"] == 0.0
+    half = {d: (h[:20] + expert[d][0][20:], r) for d, (h, r) in base.items()}  # expert on half the lines
+    mid = kept_share(base, expert, half, dirs, n_samples=200)
+    assert 0.3 < mid["kept"] < 0.7 and mid["ci95"][0] < mid["kept"] < mid["ci95"][1]
+    assert 0.0 <= mid["at_least_threshold"] < 0.05
+    no_gain = kept_share(expert, base, base, dirs, n_samples=50)  # the "expert" is worse: no share at all
+    assert no_gain["kept"] is None and no_gain["resamples_without_gain"] == 50 and no_gain["at_least_threshold"] is None
 
 
 def test_mismatched_inputs_are_one_line_errors():
