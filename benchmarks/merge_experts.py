@@ -4,9 +4,11 @@
     python benchmarks/merge_experts.py --skip-training    # reuse base/experts already trained there
     python benchmarks/merge_experts.py --train-only       # train, then print the experts' dev gains
 
-1. split the demo FLORES lines: the first ``--test-lines`` of each language are the held-out **test** set
-   (reported, never searched on), the next ``--dev-lines`` the **dev** set PSO's fitness reads (named
-   ``*.dev`` like FLORES' own dev split); both are decontaminated out of every training mix;
+1. split the demo FLORES lines: the first ``--test-lines`` (200) of each language are the held-out **test**
+   set (reported, never searched on), the next ``--dev-lines`` the **dev** set PSO's fitness reads (named
+   ``*.dev`` like FLORES' own dev split); both are decontaminated out of every training mix, and
+   ``check_held_out`` verifies it on the built mixes (no FLORES row below test + dev lines, no held-out
+   sentence in any message) before any model is used;
 2. ``bayling-build-data`` three times on data/recipes/demo.yaml: the base mix (X->en and en->X) and one mix
    per expert (X->en only, en->X only);
 3. a random-init tiny Llama with a BPE trained on the base mix (as ``make demo``), ``bayling-train`` for
@@ -14,9 +16,13 @@
    **experts** (same tokenizer, same architecture: a merge needs one base);
 4. each expert's gain over the base on its own family, on the dev lines (bayling-eval); no merge (unless
    ``--force``) when an expert did not gain: the "keeps 80 % of each expert's gain" goal needs a gain;
-5. ``bayling-merge``: the baselines and PSO-Merging, fitness = mean dev chrF++ of the 10 directions, report
-   with dev and test tables; ``goals.md``/``goals.json`` next to it: each expert's test gain on its own
-   family and the share of it each method keeps, and whether the issue's two goals are met.
+5. ``bayling-merge``: the baselines and PSO-Merging with the first of ``--seeds``, fitness = mean dev chrF++
+   of the 10 directions, report with dev and test tables; then PSO alone with each other seed (folders
+   ``..._seedN``; the base and expert evaluations are reused, they are the same models);
+6. ``goals.md``/``goals.json`` in the first merge folder: each expert's test gain on its own family and the
+   share of it each method keeps; per PSO seed a paired bootstrap (bayling.merge.significance) of its test
+   mean against the best baseline and against the best merged model, and 95 % intervals of the kept shares;
+   the mean and spread over seeds; whether the issue's two goals are met (and beyond noise) for every seed.
 
 Every step is the installed console command run as a subprocess, printed before it runs. Steps whose output
 is already complete are skipped, so a killed run resumes where it stopped; the experts (and the merge) live
@@ -137,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=5, help="PSO iterations")
     ap.add_argument("--methods", default="pso,linear,task_arithmetic,ties,dare_linear")
-    ap.add_argument("--seeds", default="0,1,2", help="PSO seeds, e.g. 0,1,2: the first runs every method, the "
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="PSO seeds, e.g. 0,1,2: the first runs every method, the "
                                                  "others PSO only (reusing the base/expert evaluations)")
     ap.add_argument("--bootstrap-samples", type=int, default=1000,
                     help="paired bootstrap resamples, PSO vs the best baseline on the test mean")
