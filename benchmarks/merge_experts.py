@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("merge_experts: an expert is not better than the base on its own directions (dev); the 80 % "
                  "criterion would be undefined. Change --expert-lr/--expert-steps, or pass --force")
     merge = out / ("merge_" + "_".join(f"{n}-{t}" for n, t in tags.items()))
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if "pso" in args.methods.split(",") else [parse_seeds(args.seeds)[0]]
     folders = {seed: merge if i == 0 else merge.with_name(f"{merge.name}_seed{seed}") for i, seed in enumerate(seeds)}
     for i, (seed, folder) in enumerate(folders.items()):
         if i:  # PSO only; the base and experts are the same models: their evaluations are reused
@@ -359,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
              "--out", str(folder)], env)
     report = json.loads((merge / "report.json").read_text(encoding="utf-8"))
     table, summary = summarize(report)
-    seeds_md, summary["seeds"] = summarize_seeds(folders, summary, args.bootstrap_samples)
-    summary["goals"] |= summary["seeds"]["goals"]
+    if summary["goals"]["best_baseline"] is not None and "pso" in report["test_chrf"]:
+        seeds_md, summary["seeds"] = summarize_seeds(folders, summary, args.bootstrap_samples)
+        summary["goals"] |= summary["seeds"]["goals"]
+    else:
+        seeds_md = "No PSO seed table: it needs pso and at least one baseline in --methods.\n"
     (merge / "goals.md").write_text(table + "\n" + seeds_md + f"\nGoals: {json.dumps(summary['goals'])}\n",
                                     encoding="utf-8")
     (merge / "goals.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
