@@ -4,9 +4,11 @@
     python benchmarks/merge_experts.py --skip-training    # reuse base/experts already trained there
     python benchmarks/merge_experts.py --train-only       # train, then print the experts' dev gains
 
-1. split the demo FLORES lines: the first ``--test-lines`` of each language are the held-out **test** set
-   (reported, never searched on), the next ``--dev-lines`` the **dev** set PSO's fitness reads (named
-   ``*.dev`` like FLORES' own dev split); both are decontaminated out of every training mix;
+1. split the demo FLORES lines: the first ``--test-lines`` (200) of each language are the held-out **test**
+   set (reported, never searched on), the next ``--dev-lines`` the **dev** set PSO's fitness reads (named
+   ``*.dev`` like FLORES' own dev split); both are decontaminated out of every training mix, and
+   ``check_held_out`` verifies it on the built mixes (no FLORES row below test + dev lines, no held-out
+   sentence in any message) before any model is used;
 2. ``bayling-build-data`` three times on data/recipes/demo.yaml: the base mix (X->en and en->X) and one mix
    per expert (X->en only, en->X only);
 3. a random-init tiny Llama with a BPE trained on the base mix (as ``make demo``), ``bayling-train`` for
@@ -14,9 +16,13 @@
    **experts** (same tokenizer, same architecture: a merge needs one base);
 4. each expert's gain over the base on its own family, on the dev lines (bayling-eval); no merge (unless
    ``--force``) when an expert did not gain: the "keeps 80 % of each expert's gain" goal needs a gain;
-5. ``bayling-merge``: the baselines and PSO-Merging, fitness = mean dev chrF++ of the 10 directions, report
-   with dev and test tables; ``goals.md``/``goals.json`` next to it: each expert's test gain on its own
-   family and the share of it each method keeps, and whether the issue's two goals are met.
+5. ``bayling-merge``: the baselines and PSO-Merging with the first of ``--seeds``, fitness = mean dev chrF++
+   of the 10 directions, report with dev and test tables; then PSO alone with each other seed (folders
+   ``..._seedN``; the base and expert evaluations are reused, they are the same models);
+6. ``goals.md``/``goals.json`` in the first merge folder: each expert's test gain on its own family and the
+   share of it each method keeps; per PSO seed a paired bootstrap (bayling.merge.significance) of its test
+   mean against the best baseline and against the best merged model, and 95 % intervals of the kept shares;
+   the mean and spread over seeds; whether the issue's two goals are met (and beyond noise) for every seed.
 
 Every step is the installed console command run as a subprocess, printed before it runs. Steps whose output
 is already complete are skipped, so a killed run resumes where it stopped; the experts (and the merge) live
@@ -63,6 +69,39 @@ def split_flores(out: Path, test_lines: int, dev_lines: int) -> tuple[Path, Path
     return test, dev
 
 
+def check_split(out: Path, test_lines: int, dev_lines: int) -> None:
+    """The data, base and experts in ``out`` were built with one held-out split: refuse another one there."""
+    path, split = out / "split.json", {"test_lines": test_lines, "dev_lines": dev_lines}
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) != split:
+        sys.exit(f"merge_experts: {out} was built with {path.read_text(encoding='utf-8').strip()}; its mixes and "
+                 f"models have seen other lines than --test-lines {test_lines} --dev-lines {dev_lines} hold out. "
+                 "Use another --out")
+    path.write_text(json.dumps(split) + "\n", encoding="utf-8")
+
+
+def check_held_out(data: Path, held_out: list[Path], first_free_row: int) -> str:
+    """Verify, not assume, that no test or dev sentence is in a mix (train or valid): every FLORES record
+    comes from row >= ``first_free_row``, and no held-out sentence (case and spaces folded) occurs in any
+    message. Exits on a hit; returns a one-line summary."""
+    fold = lambda text: " ".join(text.casefold().split())  # noqa: E731
+    sentences = [fold(s) for d in held_out for f in sorted(d.iterdir()) for s in f.read_text(encoding="utf-8").splitlines()]
+    texts, rows = [], []
+    for f in [*sorted((data / "train").glob("*.jsonl")), data / "valid.jsonl"]:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            texts += [fold(m["content"]) for m in rec["messages"]]
+            parts = rec["id"].split(":")
+            if parts[0] == "flores_demo" and parts[-2].isdigit():
+                rows.append(int(parts[-2]))
+    corpus = "\n".join(texts)
+    hits = [s for s in sentences if s in corpus]
+    if hits or (rows and min(rows) < first_free_row):
+        sys.exit(f"merge_experts: {data} holds held-out data: {len(hits)} held-out sentences, lowest FLORES row "
+                 f"{min(rows, default=None)} (< {first_free_row} is held out)")
+    return (f"{data.name}: {len(texts)} messages, {len(rows)} FLORES records (rows >= {min(rows, default=0)}), "
+            f"0 of {len(sentences)} held-out sentences")
+
+
 def build_data(out: Path, directions: str, total: int, test: Path, dev: Path, env: dict[str, str]) -> None:
     if (out / "manifest.json").is_file():
         return
@@ -92,7 +131,7 @@ def build_untrained(data: Path, init: Path, args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/merge_experts")
-    ap.add_argument("--test-lines", type=int, default=50)
+    ap.add_argument("--test-lines", type=int, default=200, help="held-out test lines per language (of 1012)")
     ap.add_argument("--dev-lines", type=int, default=20, help="dev lines held out of training")
     ap.add_argument("--dev-limit", type=int, default=8, help="dev lines per direction the fitness reads")
     ap.add_argument("--base-steps", type=int, default=400)
@@ -104,6 +143,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--iterations", type=int, default=5, help="PSO iterations")
     ap.add_argument("--methods", default="pso,linear,task_arithmetic,ties,dare_linear")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="PSO seeds, e.g. 0,1,2: the first runs every method, the "
+                                                 "others PSO only (reusing the base/expert evaluations)")
+    ap.add_argument("--bootstrap-samples", type=int, default=1000,
+                    help="paired bootstrap resamples, PSO vs the best baseline on the test mean")
     ap.add_argument("--max-new-tokens", type=int, default=80)
     ap.add_argument("--batch-size", default="32", help="generation batch (50 = one batch per test direction)")
     ap.add_argument("--eval-threads", default="1",
@@ -167,6 +210,99 @@ def summarize(report: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", {"gain": gain, "kept": kept, "test_mean": mean_test, "goals": goals}
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        sys.exit(f"merge_experts: --seeds takes integers like 0,1,2, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"merge_experts: --seeds repeats a seed: {text!r}")
+    return seeds
+
+
+def reuse_reference_evals(first: Path, folder: Path, n_references: int) -> None:
+    """Copy the first seed's evaluations of the base and the experts into another seed's merge folder.
+
+    WHY it is sound: their cache key is the digest of a one-hot coefficient vector (``c-...``), the same
+    model whatever the seed (the seed draws PSO's random factors and the DARE masks, i.e. the DARE copies,
+    which are not copied); bayling-eval's loop skips a direction whose record has the same model key, data
+    hash and settings. Saves 3 test evaluations per extra seed. The folder is marked as bayling-merge's.
+    """
+    import shutil
+
+    import torch
+
+    from bayling.merge.checkpoint import MARKER
+    from bayling.merge.fitness import state_digest
+
+    k = 2 * (n_references - 1) + 1  # base, experts, one DARE copy per expert
+    keys = ["c-" + state_digest(torch.eye(k, dtype=torch.float64)[j]) for j in range(n_references)]
+    names = ["base"] + [f"expert{i + 1}" for i in range(n_references - 1)]  # bayling-merge's row labels
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("bayling-merge output folder (safe for bayling-merge to update)\n", encoding="utf-8")
+    for sub in [Path("test") / n for n in names] + [Path("dev") / key for key in keys]:
+        if (first / "evals" / sub).is_dir() and not (folder / "evals" / sub).exists():
+            shutil.copytree(first / "evals" / sub, folder / "evals" / sub)
+
+
+def summarize_seeds(folders: dict[int, Path], summary: dict, samples: int) -> tuple[str, dict]:
+    """Per PSO seed: test mean, paired bootstrap against the best baseline (of the first seed's run) and
+    against the best of the models merged (base or an expert: is the search more than picking one?), shares
+    of the experts' gains kept; then the mean and spread over seeds and the two goals judged on all seeds."""
+    from statistics import mean, stdev
+
+    from bayling.merge.significance import kept_share, load_eval_dir, paired_bootstrap, verdict
+
+    first = next(iter(folders.values()))
+    best = summary["goals"]["best_baseline"]
+    best_input = max(["base", *summary["gain"]], key=summary["test_mean"].get)
+    baseline = load_eval_dir(first / "evals" / "test" / best)
+    best_input_texts = load_eval_dir(first / "evals" / "test" / best_input)
+    inputs = {name: load_eval_dir(first / "evals" / "test" / name) for name in ["base", *summary["gain"]]}
+    experts = {f"expert{i + 1}": EXPERTS[n] for i, n in enumerate(EXPERTS)}
+    own = {e: [d for d in inputs["base"] if (d.endswith("-eng_Latn") if fam == "x-en" else d.startswith("eng_Latn-"))]
+           for e, fam in experts.items()}
+    rows, per_seed = [], {}
+    for seed, folder in folders.items():
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        _, s = summarize(report)
+        boot = paired_bootstrap(load_eval_dir(folder / "evals" / "test" / "pso"), baseline, n_samples=samples)
+        pso_texts = load_eval_dir(folder / "evals" / "test" / "pso")
+        vs_input = paired_bootstrap(pso_texts, best_input_texts, n_samples=samples)
+        kept = s["kept"]["pso"]
+        kept_ci = {e: kept_share(inputs["base"], inputs[e], pso_texts, own[e], n_samples=samples) for e in experts}
+        per_seed[seed] = {"dev_fitness": report["dev_fitness"]["pso"], "test_mean": s["test_mean"]["pso"],
+                          "bootstrap_vs_best_baseline": boot, "kept": kept, "verdict": verdict(boot),
+                          "bootstrap_vs_best_input": vs_input, "verdict_vs_best_input": verdict(vs_input),
+                          "kept_bootstrap": kept_ci}
+        rows.append(f"| {seed} | {report['dev_fitness']['pso']:.2f} | {s['test_mean']['pso']:.2f} | "
+                    f"{boot['diff']:+.2f} | {boot['ci95'][0]:+.2f} .. {boot['ci95'][1]:+.2f} | {boot['p_value']:.3f} | "
+                    f"{vs_input['diff']:+.2f} (p {vs_input['p_value']:.3f}) | "
+                    + " | ".join("n/a" if v is None else f"{100 * v:.0f} % ({100 * kept_ci[e]['ci95'][0]:.0f} .. "
+                                 f"{100 * kept_ci[e]['ci95'][1]:.0f} %)" for e, v in kept.items()) + " |")
+    means = [r["test_mean"] for r in per_seed.values()]
+    spread = {"mean": mean(means), "sd": stdev(means) if len(means) > 1 else 0.0, "min": min(means), "max": max(means)}
+    lines = [f"PSO seeds vs the best baseline ({best}, test mean {summary['test_mean'][best]:.2f}) and the best "
+             f"merged model ({best_input}, {summary['test_mean'][best_input]:.2f}); paired bootstrap of the test "
+             f"mean chrF++, {samples} resamples (bayling.merge.significance):", "",
+             f"| PSO seed | dev fitness | test mean | diff vs {best} | 95 % CI | p | diff vs {best_input} | " + " | ".join(
+                 f"kept of {e}'s gain (95 % CI)" for e in summary["gain"]) + " |",
+             "|---:|" + "---:|" * (6 + len(summary["gain"])), *rows, "",
+             f"PSO test mean over {len(means)} seeds: {spread['mean']:.2f} (sd {spread['sd']:.2f}, "
+             f"{spread['min']:.2f} .. {spread['max']:.2f}) vs {best} {summary['test_mean'][best]:.2f}"]
+    goals = {"pso_beats_best_baseline_every_seed": all(r["test_mean"] > summary["test_mean"][best]
+                                                         for r in per_seed.values()),
+             "pso_beats_best_baseline_beyond_noise_every_seed": all(
+                 r["bootstrap_vs_best_baseline"]["p_value"] < 0.05 and r["bootstrap_vs_best_baseline"]["ci95"][0] > 0
+                 for r in per_seed.values()),
+             "pso_keeps_80pct_each_every_seed": all(v is not None and v >= 0.8
+                                                    for r in per_seed.values() for v in r["kept"].values()),
+             "pso_keeps_80pct_each_beyond_noise_every_seed": all(
+                 k["ci95"][0] >= 0.8 for r in per_seed.values() for k in r["kept_bootstrap"].values())}
+    return "\n".join(lines) + "\n", {"per_seed": per_seed, "test_mean": spread, "best_input": best_input,
+                                     "goals": goals}
+
+
 def expert_lrs(text: str) -> dict[str, float]:
     """``3e-4`` (both experts) or ``xen=3e-4,enx=1e-3``."""
     if "=" not in text:
@@ -183,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TORCH_EXTENSIONS_DIR=str(REPO / ".cache" / "torch_extensions"))
+    check_split(out, args.test_lines, args.dev_lines)
     test, dev = split_flores(out, args.test_lines, args.dev_lines)
     lrs = expert_lrs(args.expert_lr)
     tags = {n: f"lr{lrs[n]:g}_{args.expert_steps}steps" for n in EXPERTS}  # other settings never reuse them
@@ -198,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             train(out / "base" / "final", out / f"data_{name}", experts[name].parent, args.expert_steps,
                   lrs[name], env)
         print(f"training done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    for name in ("base", *EXPERTS):  # also under --skip-training: the mixes the models were trained on
+        print("held out of training: " + check_held_out(out / f"data_{name}", [test, dev],
+                                                         args.test_lines + args.dev_lines), flush=True)
     env = dict(env, OMP_NUM_THREADS=args.eval_threads)  # generation only: torchrun sets its own for training
     gains = check_gains(out, dev, experts, args, env)
     if args.train_only:
@@ -206,17 +346,29 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("merge_experts: an expert is not better than the base on its own directions (dev); the 80 % "
                  "criterion would be undefined. Change --expert-lr/--expert-steps, or pass --force")
     merge = out / ("merge_" + "_".join(f"{n}-{t}" for n, t in tags.items()))
-    run([tool("bayling-merge"), "--base", str(out / "base" / "final"), "--experts", *map(str, experts.values()),
-         "--fitness", f"flores:{dev}", "--langs", LANGS, "--directions", "x-en,en-x",
-         "--dev-limit", str(args.dev_limit), "--test-flores-dir", str(test),
-         "--methods", args.methods, "--iterations", str(args.iterations),
-         "--max-new-tokens", str(args.max_new_tokens), "--batch-size", args.batch_size, "--seed", "0", "--out", str(merge)], env)
+    seeds = parse_seeds(args.seeds) if "pso" in args.methods.split(",") else [parse_seeds(args.seeds)[0]]
+    folders = {seed: merge if i == 0 else merge.with_name(f"{merge.name}_seed{seed}") for i, seed in enumerate(seeds)}
+    for i, (seed, folder) in enumerate(folders.items()):
+        if i:  # PSO only; the base and experts are the same models: their evaluations are reused
+            reuse_reference_evals(merge, folder, 1 + len(EXPERTS))
+        run([tool("bayling-merge"), "--base", str(out / "base" / "final"), "--experts", *map(str, experts.values()),
+             "--fitness", f"flores:{dev}", "--langs", LANGS, "--directions", "x-en,en-x",
+             "--dev-limit", str(args.dev_limit), "--test-flores-dir", str(test),
+             "--methods", "pso" if i else args.methods, "--iterations", str(args.iterations),
+             "--max-new-tokens", str(args.max_new_tokens), "--batch-size", args.batch_size, "--seed", str(seed),
+             "--out", str(folder)], env)
     report = json.loads((merge / "report.json").read_text(encoding="utf-8"))
     table, summary = summarize(report)
-    (merge / "goals.md").write_text(table + f"\nGoals: {json.dumps(summary['goals'])}\n", encoding="utf-8")
+    if summary["goals"]["best_baseline"] is not None and "pso" in report["test_chrf"]:
+        seeds_md, summary["seeds"] = summarize_seeds(folders, summary, args.bootstrap_samples)
+        summary["goals"] |= summary["seeds"]["goals"]
+    else:
+        seeds_md = "No PSO seed table: it needs pso and at least one baseline in --methods.\n"
+    (merge / "goals.md").write_text(table + "\n" + seeds_md + f"\nGoals: {json.dumps(summary['goals'])}\n",
+                                    encoding="utf-8")
     (merge / "goals.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print((merge / "report.md").read_text(encoding="utf-8"))
-    print(table)
+    print(table + "\n" + seeds_md)
     print(f"goals: {summary['goals']}")
     print(f"total {(time.time() - t0) / 60:.1f} min")
     return 0
