@@ -155,6 +155,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip-training", action="store_true", help="stop with an error if a model is missing")
     ap.add_argument("--train-only", action="store_true", help="train and check the experts' dev gains, no merge")
     ap.add_argument("--force", action="store_true", help="merge even when an expert did not gain over the base")
+    ap.add_argument("--reuse-merges", action="store_true", help="take a merge folder that has report.json as it is "
+                    "(no bayling-merge run: e.g. folders copied from another checkout, whose caches name its paths)")
+    ap.add_argument("--no-tuning", action="store_true", help="skip the dev-tuned baselines (bayling.merge.tuning)")
     return ap.parse_args(argv)
 
 
@@ -303,6 +306,29 @@ def summarize_seeds(folders: dict[int, Path], summary: dict, samples: int) -> tu
                                      "goals": goals}
 
 
+def tune_baselines(out: Path, merge: Path, split: tuple[Path, Path], experts: dict[str, Path], methods: list[str],
+                   folders: dict[int, Path], args: argparse.Namespace) -> tuple[str, dict]:
+    """The baselines tuned on the dev fitness PSO uses (bayling.merge.tuning: a small grid per method, the
+    best dev point tested), in ``<merge>_tuned``; then PSO's seeds against the best of them (paired bootstrap)."""
+    import torch
+
+    from bayling.eval.config import EvalConfig
+    from bayling.eval.flores import build_tasks
+    from bayling.merge.fitness import GenSettings, build_dev_tasks
+    from bayling.merge.tuning import grid_markdown, pso_vs_tuned, run_tuned_baselines
+
+    torch.set_num_threads(int(args.eval_threads))  # as the generation subprocesses (OMP_NUM_THREADS)
+    dirs = ["x-en", "en-x"]
+    dev_tasks = build_dev_tasks(split[0], LANGS, dirs, 101, args.dev_limit)
+    test_tasks = build_tasks(EvalConfig(flores_dir=str(split[1]), langs=LANGS, directions=dirs, flores=101))
+    gen = GenSettings(max_new_tokens=args.max_new_tokens, batch_size=int(args.batch_size))
+    tuned_dir = merge.with_name(merge.name + "_tuned")
+    result = run_tuned_baselines(out / "base" / "final", list(experts.values()), tuned_dir, dev_tasks, test_tasks,
+                                 gen, parse_seeds(args.seeds)[0], methods)
+    md, versus = pso_vs_tuned(folders, tuned_dir, result, args.bootstrap_samples)
+    return "Dev grid of the tuned baselines:\n\n" + grid_markdown(result) + "\n" + md, result | versus
+
+
 def expert_lrs(text: str) -> dict[str, float]:
     """``3e-4`` (both experts) or ``xen=3e-4,enx=1e-3``."""
     if "=" not in text:
@@ -349,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds) if "pso" in args.methods.split(",") else [parse_seeds(args.seeds)[0]]
     folders = {seed: merge if i == 0 else merge.with_name(f"{merge.name}_seed{seed}") for i, seed in enumerate(seeds)}
     for i, (seed, folder) in enumerate(folders.items()):
+        if args.reuse_merges and (folder / "report.json").is_file():
+            print(f"reusing {folder.name}/report.json (--reuse-merges)", flush=True)
+            continue
         if i:  # PSO only; the base and experts are the same models: their evaluations are reused
             reuse_reference_evals(merge, folder, 1 + len(EXPERTS))
         run([tool("bayling-merge"), "--base", str(out / "base" / "final"), "--experts", *map(str, experts.values()),
@@ -364,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         summary["goals"] |= summary["seeds"]["goals"]
     else:
         seeds_md = "No PSO seed table: it needs pso and at least one baseline in --methods.\n"
+    tuned = [m for m in args.methods.split(",") if m != "pso"]
+    if not args.no_tuning and tuned and "pso" in report["test_chrf"]:
+        tuned_md, summary["tuned"] = tune_baselines(out, merge, (dev, test), experts, tuned, folders, args)
+        seeds_md += "\n" + tuned_md
+        summary["goals"] |= summary["tuned"]["goals"]
     (merge / "goals.md").write_text(table + "\n" + seeds_md + f"\nGoals: {json.dumps(summary['goals'])}\n",
                                     encoding="utf-8")
     (merge / "goals.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

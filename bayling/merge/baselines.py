@@ -34,12 +34,14 @@ DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 
 
 def mergekit_config(method: str, base: Path, experts: list[Path], *, density: float, lam: float,
-                    dtype: str) -> dict:
-    """The MergeKit YAML (as a dict) for one baseline."""
+                    dtype: str, weights: list[float] | None = None) -> dict:
+    """The MergeKit YAML (as a dict) for one baseline; ``weights``: one per expert (default 1 each)."""
     _, uses_base, uses_density = MERGEKIT_METHODS[method]
+    if weights is not None and len(weights) != len(experts):
+        raise MergeError(f"{len(weights)} weights for {len(experts)} experts")
     models = []
-    for e in experts:
-        params: dict = {"weight": 1.0}
+    for i, e in enumerate(experts):
+        params: dict = {"weight": 1.0 if weights is None else float(weights[i])}
         if uses_density:
             params["density"] = density
         models.append({"model": str(e), "parameters": params})
@@ -51,12 +53,13 @@ def mergekit_config(method: str, base: Path, experts: list[Path], *, density: fl
 
 
 def run_baseline(method: str, base: Path, experts: list[Path], dest: Path, *, density: float, lam: float,
-                 dtype: str, seed: int, device: str | None, inputs: list | None = None) -> Path:
+                 dtype: str, seed: int, device: str | None, inputs: list | None = None,
+                 weights: list[float] | None = None) -> Path:
     """Merge with MergeKit into ``dest`` (reused when already finished with the same configuration)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
-    cfg = mergekit_config(method, base, experts, density=density, lam=lam, dtype=dtype)
+    cfg = mergekit_config(method, base, experts, density=density, lam=lam, dtype=dtype, weights=weights)
     done = dest / "merge.json"
     if done.is_file():
         try:
