@@ -22,7 +22,10 @@
 6. ``goals.md``/``goals.json`` in the first merge folder: each expert's test gain on its own family and the
    share of it each method keeps; per PSO seed a paired bootstrap (bayling.merge.significance) of its test
    mean against the best baseline and against the best merged model, and 95 % intervals of the kept shares;
-   the mean and spread over seeds; whether the issue's two goals are met (and beyond noise) for every seed.
+   the mean and spread over seeds; whether the issue's two goals are met (and beyond noise) for every seed;
+7. the baselines tuned on the same dev fitness (bayling.merge.tuning: a small grid per method, the best dev
+   point tested; folder ``<merge>_tuned``, unless ``--no-tuning``) and each PSO seed bootstrapped against
+   the best of them, into the same goals.md/goals.json (key ``tuned``).
 
 Every step is the installed console command run as a subprocess, printed before it runs. Steps whose output
 is already complete are skipped, so a killed run resumes where it stopped; the experts (and the merge) live
