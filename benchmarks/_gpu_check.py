@@ -171,16 +171,16 @@ def sample_lengths(model: Path, data: Path, cache_root: Path, max_length: int):
 
 def train_stage(spec: tuple, model: Path, data: Path, work: Path, a, env: dict, left, per_token: float) -> dict:
     """One bayling-train run of ``RUNS``; only its export is kept (the ZeRO checkpoint is ~13 GB)."""
-    import importlib.util
+    from bayling.train.attention import resolve
 
     name, zero, gc, max_length, micro_batch = spec
     if left() < 60:
         return {"error": "skipped: time budget"}
-    attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+    attn = resolve("auto", cpu=a.smoke_cpu)  # what bayling-train's "auto" picks on this device (recorded)
     out, log = work / name, a.out / f"{name}.log"  # logs stay in OUT
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "bayling.cli.train", "--config", str(REPO / "data/recipes/train/tiny_cpu.yaml"),
-           "--resume", "none", f"model.path={model}", "model.init=pretrained", f"model.attn_implementation={attn}",
+           "--resume", "none", f"model.path={model}", "model.init=pretrained", "model.attn_implementation=auto",
            f"model.gradient_checkpointing={str(gc).lower()}", f"data.dir={data}", f"data.max_length={max_length}",
            f"data.cache_dir={work / 'cache'}", f"out={out}", f"micro_batch={micro_batch}", "grad_accum=1",
            f"max_steps={a.steps}", f"zero={zero}", "dtype=bf16", "log_every=1", "eval_every=0",

@@ -148,6 +148,17 @@ def hf_worker(a) -> None:
     write_rank(a.out, counted, clock.marks, [])
 
 
+def bayling_model(model_dir: Path):
+    """The model as bayling-train loads it on CPU (fp32, its ``auto`` attention: sdpa_varlen), and that name."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bayling.train.attention import hf_attn_implementation
+
+    attn = hf_attn_implementation("auto", cpu=True)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn), attn
+
+
 def equal_loss_check(model_dir: Path, cache, bins: list[list[int]], max_length: int, work: Path) -> list[dict]:
     """Same weights, same samples: bayling-train's loss path (``collate_packed`` + ``causal_lm_loss_sum``)
     against TRL's (its BFD packing + padding-free collator + ``compute_loss``), loss and gradient norm per row.
@@ -162,8 +173,8 @@ def equal_loss_check(model_dir: Path, cache, bins: list[list[int]], max_length: 
     out = []
     tok = AutoTokenizer.from_pretrained(model_dir)
     for b in bins:
-        ours_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
-        batch = collate_packed(cache, [b], max_length)
+        ours_model, attn = bayling_model(model_dir)
+        batch = collate_packed(cache, [b], max_length, attn)
         ours = causal_lm_loss_sum(ours_model, batch) / batch.n_targets
         ours.backward()
         g_ours = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in ours_model.parameters() if p.grad is not None))
@@ -185,7 +196,8 @@ def equal_loss_check(model_dir: Path, cache, bins: list[list[int]], max_length: 
 def breakdown(model_dir: Path, cache, bins: list[list[int]], max_length: int, work: Path, repeats: int = 3) -> dict:
     """Where a step's compute goes, per packed row, one process, one thread (fastest of ``repeats``):
     forward+backward of each system's whole loss path, of the decoder body alone on each system's input
-    (bayling-train: a max-length row with padding and a dense mask; TRL: the unpadded row), and an AdamW
+    (bayling-train: the unpadded row, per-sample SDPA without a mask; TRL: the unpadded row, SDPA with the
+    [1, 1, T, T] mask transformers builds from its reset position ids), and an AdamW
     step (fused, as both use) over all parameters. Seconds."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -193,17 +205,19 @@ def breakdown(model_dir: Path, cache, bins: list[list[int]], max_length: int, wo
     from bayling.train.packing import causal_lm_loss_sum, collate_packed
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    ours_model, attn = bayling_model(model_dir)  # same weights, bayling-train's attention (no mask, no padding)
     trainer = make_trl_trainer(model, AutoTokenizer.from_pretrained(model_dir), [cache_row(cache, i) for b in bins
                                                                                  for i in b],
                                trl_config(work, 1, max_length, ddp_backend=None))
     loader = iter(trainer.get_train_dataloader())
     trl_rows = [next(loader) for _ in bins]
-    ours_rows = [collate_packed(cache, [b], max_length) for b in bins]
+    ours_rows = [collate_packed(cache, [b], max_length, attn) for b in bins]
 
     def best(fn) -> float:
         times = []
         for _ in range(repeats):
             model.zero_grad(set_to_none=True)
+            ours_model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             for k in range(len(bins)):
                 fn(k)
@@ -212,13 +226,13 @@ def breakdown(model_dir: Path, cache, bins: list[list[int]], max_length: int, wo
 
     def ours(k):
         b = ours_rows[k]
-        (causal_lm_loss_sum(model, b) / b.n_targets).backward()
+        (causal_lm_loss_sum(ours_model, b) / b.n_targets).backward()
 
     def theirs(k):
         trainer.compute_loss(trainer.model, dict(trl_rows[k])).backward()
 
     def body_ours(k):
-        model.model(**ours_rows[k].model_inputs(with_labels=False)).last_hidden_state.sum().backward()
+        ours_model.model(**ours_rows[k].model_inputs(with_labels=False)).last_hidden_state.sum().backward()
 
     def body_trl(k):
         kw = {key: v for key, v in trl_rows[k].items() if key != "labels"}

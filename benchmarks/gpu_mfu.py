@@ -1,7 +1,7 @@
-"""MFU of full fine-tuning a ~1B Llama on ONE GPU with BayLing packing (flash-attention varlen or SDPA mask).
+"""MFU of full fine-tuning a ~1B Llama on ONE GPU with BayLing packing (the attention bayling-train picks).
 
     python benchmarks/gpu_mfu.py [--steps 30] [--warmup 5] [--micro-batch 4] [--max-length 2048]
-                                 [--peak-tflops 989] [--attn auto|flash_attention_2|sdpa] [--out runs/bench/gpu]
+                                 [--peak-tflops 989] [--attn auto|sdpa_varlen|flash_attention_2|sdpa|...] [--out runs/bench/gpu]
 
 Model: random-init Llama with TinyLlama-1.1B's shape (hidden 2048, 22 layers, 32 heads, 4 KV heads, FFN 5632,
 vocab 32000 = the real Llama-2 tokenizer), bf16 weights, torch AdamW (fused), no gradient checkpointing.
@@ -28,19 +28,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 FIXTURE = REPO / "tests" / "train" / "data" / "conversations.jsonl"
+from bayling.train.attention import CHOICES  # noqa: E402
+
 SHAPE = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
              intermediate_size=5632, max_position_embeddings=4096, tie_word_embeddings=False)
 
 
 def pick_attention(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    try:
-        import flash_attn  # noqa: F401
+    """The trainer's own choice (bayling.train.attention): ``auto`` -> flash_attention_2 with flash-attn,
+    else sdpa_varlen (per-sample SDPA, no mask); an explicit name is checked as bayling-train checks it, and
+    sdpa_varlen is registered with transformers."""
+    from bayling.train.attention import check, hf_attn_implementation
 
-        return "flash_attention_2"
-    except ImportError:
-        return "sdpa"
+    return hf_attn_implementation(check(choice, cpu=False), cpu=False)
 
 
 def main() -> int:
@@ -50,7 +50,7 @@ def main() -> int:
     p.add_argument("--micro-batch", type=int, default=4, help="packed rows per step")
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--peak-tflops", type=float, default=989.0)
-    p.add_argument("--attn", default="auto", choices=["auto", "flash_attention_2", "sdpa"])
+    p.add_argument("--attn", default="auto", choices=CHOICES, help="as model.attn_implementation")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "gpu")
     a = p.parse_args()
 
@@ -62,11 +62,16 @@ def main() -> int:
         return 2
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from bayling.errors import ConfigError
     from bayling.tokenizer import tokenizer_dir
     from bayling.train.cache import CacheSpec, open_cache, prepare_cache
     from bayling.train.packing import collate_packed, pack_best_fit_decreasing, packing_efficiency
 
-    attn = pick_attention(a.attn)
+    try:
+        attn = pick_attention(a.attn)
+    except ConfigError as e:
+        print(f"gpu_mfu.py: error: {e}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="gpu_mfu_"))
     (work / "data" / "train").mkdir(parents=True)
     (work / "data" / "train" / "00000.jsonl").write_bytes(FIXTURE.read_bytes())

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--regime tiny|body] [--systems bayling,trl,hf] [--repeats 3]
                                          [--steps 12] [--warmup 2] [--max-length N] [--out runs/bench/train]
-                                         [--variant]   # also: bayling-train with packing.causal_lm_loss_sum
+                                         [--zero 0|2|3] [--variant]   # --variant: loss via causal_lm_loss_sum
 
 Regimes (random-init Llama, real Llama-2 tokenizer, 32k vocabulary, fp32):
 - ``tiny``: hidden 64, 2 layers (the CI/demo model). The LM head (64 x 32,000) is ~90% of the FLOPs, so
@@ -17,8 +17,10 @@ same max length, fp32, 2 processes (torchrun, gloo, 1 intra-op thread each), 1 p
 The systems alternate within every repeat (same machine load); figures are medians over repeats, with the
 per-repeat ratios to bayling-train and the load average sampled around each run.
 
-- bayling: ``torchrun -m bayling.cli.train`` (DeepSpeed ZeRO-2, BFD packing, block-diagonal SDPA mask over a
-  max-length row, logits only at target positions); real tokens / step seconds from its metrics.jsonl.
+- bayling: ``torchrun -m bayling.cli.train`` with ``zero: --zero`` (default 0: DeepSpeed's data parallelism, the
+  fastest stage on CPU; BENCHMARKS.md), BFD packing, its CPU attention (``auto`` = sdpa_varlen: unpadded rows,
+  per-sample SDPA, no mask), logits only at target positions; real tokens / step seconds from its metrics.jsonl.
+- zero2: the same bayling-train with ``zero: 2`` (ZeRO-2), to time the stage itself side by side.
 - trl: TRL ``SFTTrainer`` (``pip install -e '.[bench]'``), packing="bfd" + padding-free + completion-only
   loss, DDP; its settings in benchmarks/_throughput_peers.py.
 - hf: ``transformers.Trainer`` (DDP), 4 samples per device padded to the longest, no packing.
@@ -50,8 +52,8 @@ REGIMES = {
     "body": {"shape": dict(hidden_size=1024, num_layers=4, num_heads=16, num_kv_heads=4, intermediate_size=2816),
              "max_length": 512, "label": "Llama hidden 1024, 4 layers, 16/4 heads, FFN 2816, vocab 32k, fp32, CPU"},
 }
-SYSTEMS = ("bayling", "trl", "hf")
-LABELS = {"bayling": "bayling-train (BFD packing, ZeRO-2)", "trl": "TRL 1.16 SFTTrainer (bfd, padding-free)",
+SYSTEMS = ("bayling", "trl", "hf", "zero2")
+LABELS = {"bayling": "bayling-train (BFD packing, zero {zero})", "zero2": "bayling-train (BFD packing, ZeRO-2)", "trl": "TRL 1.16 SFTTrainer (bfd, padding-free)",
           "hf": "HF Trainer, pad to longest, batch 4", "variant": "bayling-train, loss via causal_lm_loss_sum"}
 
 
@@ -104,13 +106,13 @@ def patched_train_main(argv: list[str]) -> int:
 
 
 def run_bayling(model: Path, data: Path, cache: Path, out: Path, a, env: dict,
-                patched: bool = False) -> tuple[float, float]:
+                patched: bool = False, zero: str | None = None) -> tuple[float, float]:
     """Real tokens/s from bayling-train's own metrics, and the share of step time spent waiting for data."""
     shutil.rmtree(out, ignore_errors=True)
     overrides = [f"model.path={model}", "model.init=pretrained", "model.gradient_checkpointing=false",
                  f"data.dir={data}", f"data.max_length={a.max_length}", f"data.cache_dir={cache}",
                  "data.packing=true", f"out={out}", "micro_batch=1", "grad_accum=1", f"max_steps={a.steps}",
-                 "zero=2", "dtype=fp32", "log_every=1", "eval_every=0", "save_every=100000", "optim.lr=0.001"]
+                 f"zero={zero or a.zero}", "dtype=fp32", "log_every=1", "eval_every=0", "save_every=100000", "optim.lr=0.001"]
     entry = [__file__, "--patched-train"] if patched else ["-m", "bayling.cli.train"]
     res = torchrun([*entry, "--config", str(REPO / "data/recipes/train/tiny_cpu.yaml"),
                     "--resume", "none", *overrides], env)
@@ -182,6 +184,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--max-length", type=int, default=None, help="default: 2048 (tiny), 512 (body)")
+    p.add_argument("--zero", default="0", choices=["0", "2", "3"],
+                   help="bayling-train's ZeRO stage (0: DeepSpeed data parallel, the fastest on CPU)")
     p.add_argument("--baseline-batch", type=int, default=4, help="per-device batch of the HF baseline (Alpaca: 4)")
     p.add_argument("--worker", choices=["trl", "hf"], help=argparse.SUPPRESS)
     p.add_argument("--model", type=Path, help=argparse.SUPPRESS)
@@ -247,8 +251,9 @@ def main() -> None:
         for name in order:
             loads.append(os.getloadavg()[0])
             run_dir = a.out / f"{name}_run"
-            if name in ("bayling", "variant"):
-                t, wait = run_bayling(model, data, cache_root, run_dir, a, env, patched=name == "variant")
+            if name in ("bayling", "variant", "zero2"):
+                t, wait = run_bayling(model, data, cache_root, run_dir, a, env, patched=name == "variant",
+                                      zero="2" if name == "zero2" else None)
                 tps[name].append(t)
                 if name == "bayling":
                     waits.append(wait)
@@ -265,7 +270,7 @@ def main() -> None:
         "regime": a.regime, "model": regime["label"], "head_fraction_of_matmul_flops": head_fraction(regime["shape"]),
         "data": data_label, "samples": len(cache), "mean_tokens_per_sample": float(lengths.mean()),
         "target_fraction": float(cache.n_targets.sum() / lengths.sum()), "max_length": a.max_length,
-        "steps": a.steps, "warmup_steps": a.warmup, "repeats": a.repeats, "processes": 2, "systems": names,
+        "steps": a.steps, "warmup_steps": a.warmup, "bayling_zero": a.zero, "repeats": a.repeats, "processes": 2, "systems": names,
         "tokens_per_s": tps, "medians": {n: statistics.median(v) for n, v in tps.items()},
         "ratio_bayling_over": {n: [o / x for o, x in zip(ours, v)] for n, v in tps.items() if n != "bayling"},
         "compute_breakdown_per_row_s": parts, "bayling_data_wait_fraction": waits, "losses": losses, "equal_loss_check": checks, "load_average_1min": loads,
@@ -285,7 +290,7 @@ def main() -> None:
                                             + f" (**{statistics.median(ratios):.2f}x**)")
         ls = losses[n][0]
         ltxt = f"{ls[0]:.3f} -> {ls[-1]:.3f}" if ls else "n/a"
-        print(f"| {LABELS[n]} | {spread(tps[n])} | {rtxt} | {ltxt} |")
+        print(f"| {LABELS[n].format(zero=a.zero)} | {spread(tps[n])} | {rtxt} | {ltxt} |")
     print(f"\nbayling-train waited for its data (collation) {statistics.median(waits):.2%} of step time (median)")
     print(f"real-token fraction: BFD {eff:.1%}, HF pad-to-longest {pad_frac:.1%}; "
           f"written {a.out / f'train_throughput_{a.regime}.json'}")

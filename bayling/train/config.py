@@ -13,7 +13,7 @@ from typing import Literal
 
 from bayling.errors import ConfigError
 
-ZERO_CONFIGS = {"2": "zero2.json", "3": "zero3.json", "3-offload": "zero3_offload.json"}
+ZERO_CONFIGS = {"0": "zero0.json", "2": "zero2.json", "3": "zero3.json", "3-offload": "zero3_offload.json"}
 
 
 def _check_template(name: str) -> None:

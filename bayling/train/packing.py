@@ -280,9 +280,19 @@ def block_causal_mask(
     Bool (True = attend) for "sdpa", the format transformers' own sdpa masks use, so it works for any
     compute dtype; additive float (0 / dtype-min, ``dtype`` = compute dtype) for "eager".
     Padding (seq id -1) only sees padding, never a sample, and a sample never sees later padding.
+    A sample is a run of equal ids (how :func:`collate_packed` lays rows out), so the mask is one causal
+    block per run on the diagonal: a zero-filled [B, L, L] plus a copy of each run's [n, n] lower triangle,
+    i.e. sum(n^2) written instead of B x L^2 compared (2 x 4096: 0.5 s -> BENCHMARKS.md, "Input pipeline").
     """
-    L = seq_ids.shape[1]
-    allowed = (seq_ids[:, :, None] == seq_ids[:, None, :]) & torch.ones(L, L, dtype=torch.bool).tril()[None]
+    B, L = seq_ids.shape
+    allowed = torch.zeros(B, L, L, dtype=torch.bool)
+    tril = torch.ones(L, L, dtype=torch.bool).tril_()
+    starts = torch.ones(B, L, dtype=torch.bool)
+    starts[:, 1:] = seq_ids[:, 1:] != seq_ids[:, :-1]
+    for r in range(B):
+        cuts = [*torch.nonzero(starts[r]).flatten().tolist(), L]
+        for s, e in zip(cuts[:-1], cuts[1:]):
+            allowed[r, s:e, s:e] = tril[: e - s, : e - s]
     if attn_implementation == "sdpa":
         return allowed[:, None]
     mask = torch.zeros(allowed.shape, dtype=dtype)
@@ -376,7 +386,9 @@ def causal_lm_loss_sum(model, batch: Batch, chunk_elements: int = LOSS_CHUNK_ELE
     ``capture_outputs``); the LM head + cross-entropy then run per chunk of ``chunk_elements // vocab``
     target rows under non-reentrant activation checkpointing, so neither the forward nor the backward holds
     more than one chunk's [rows, vocab] logits. Same value and gradients as the full-logit loss (tested);
-    the price is one extra LM-head forward per chunk in the backward. Works with a DeepSpeed engine (the
+    the price is one extra LM-head forward per chunk in the backward, so when all targets fit in ONE chunk
+    (the usual case with a 32k vocabulary: 1,048 rows) it runs without checkpointing: the same peak (the
+    logits are the last thing the forward makes and the first thing the backward frees), one head less. Works with a DeepSpeed engine (the
     forward goes through ``engine(...)``; the head is looked up on ``engine.module``).
     """
     keep = torch.zeros_like(batch.labels, dtype=torch.bool)
@@ -388,6 +400,8 @@ def causal_lm_loss_sum(model, batch: Batch, chunk_elements: int = LOSS_CHUNK_ELE
     head = getattr(model, "module", model).get_output_embeddings()
     rows = max(1, chunk_elements // int(head.out_features))
     targets = targets.to(hidden.device)
+    if len(targets) <= rows:  # one chunk: nothing runs after it in the forward, so checkpointing it would save
+        return _chunk_loss_sum(head, hidden, targets)  # no peak memory and only add an LM-head forward
     total = None
     for start in range(0, max(len(targets), 1), rows):  # one (empty) chunk keeps a target-less batch in the graph
         part = checkpoint(_chunk_loss_sum, head, hidden[start:start + rows], targets[start:start + rows],

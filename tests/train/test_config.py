@@ -95,7 +95,7 @@ def test_global_batch_sets_grad_accum():
         cfg.resolved_grad_accum(3)
 
 
-@pytest.mark.parametrize("name", ["zero2.json", "zero3.json", "zero3_offload.json"])
+@pytest.mark.parametrize("name", ["zero0.json", "zero2.json", "zero3.json", "zero3_offload.json"])
 def test_deepspeed_auto_values_are_all_filled_from_the_config(name):
     template = json.loads((REPO_ROOT / "deepspeed_configs" / name).read_text())
     assert "auto" in json.dumps(template)

@@ -30,7 +30,7 @@ def ds_builds(ds: dict) -> torch.optim.Optimizer:
     return opt
 
 
-@pytest.mark.parametrize("zero", ["2", "3", "3-offload"])
+@pytest.mark.parametrize("zero", ["0", "2", "3", "3-offload"])
 def test_default_is_torch_fused_adamw_on_gpu_and_cpu(zero):
     cfg = load_config(TrainConfig, None, [f"zero={zero}", "dtype=bf16"])
     gpu = build_ds_config(cfg, world_size=8, hidden_size=4096, grad_accum=1, cpu=False)
