@@ -2,7 +2,7 @@
 per step, on one fp32 buffer of a model's size (default 111M parameters = the body regime of
 benchmarks/train_throughput.py).
 
-    torchrun --standalone --nproc_per_node 2 benchmarks/gloo_collectives.py [--numel 111000000] [--repeats 3]
+    python benchmarks/gloo_collectives.py [--numel 111000000] [--repeats 3] [--nproc 2]   # starts torchrun itself
 
 - all_reduce of the whole buffer (DeepSpeed stage 0: one all-reduce after the backward pass), and in 25 MB
   buckets (DDP) or 200 MB buckets (ZeRO-2's reduce_bucket_size here);
@@ -25,7 +25,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--numel", type=int, default=111_000_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nproc", type=int, default=2, help="ranks (processes on this host)")
     a = ap.parse_args()
+    if "RANK" not in os.environ:  # started plainly: become torchrun's launcher for --nproc ranks of this script
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}",
+               __file__, *sys.argv[1:]]
+        raise SystemExit(subprocess.call(cmd))
     import torch
     import torch.distributed as dist
 

@@ -57,6 +57,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory_per_row": Benchmark("memory_per_row.py", (), ("--vocabs", "32000", "--lengths", "2048",
                                                          "--out", "runs/bench/memory_per_row_quick.json")),
     "collate_cost": Benchmark("collate_cost.py", ("--repeats", "20"), ("--repeats", "2")),
+    "mask_build": Benchmark("mask_build.py", (), ("--repeats", "1")),
+    "gloo_collectives": Benchmark("gloo_collectives.py", (), ("--numel", "1000000", "--repeats", "1")),
     "cpu_contention": Benchmark("cpu_contention.py", ("--repeats", "3"),
                                 ("--repeats", "1", "--prompts", "4", "--max-new-tokens", "4")),
     "gpu_mfu": Benchmark("gpu_mfu.py", ("--micro-batch", "4", "--max-length", "2048", "--peak-tflops", "989"),

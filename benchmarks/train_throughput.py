@@ -158,7 +158,7 @@ def check_equal_loss(model: Path, cache, bins, a) -> list[dict]:
     """The equal-loss gate (module docstring) on the rows of bayling-train's first step."""
     from _throughput_peers import equal_loss_check
 
-    from bayling.train.packing import StepLayout, plan_steps
+    from bayling.train.plans import StepLayout, plan_steps
 
     first = plan_steps(bins, StepLayout(micro_batch=1, world_size=2, seed=42, grad_accum=1), 0)[0]
     rows = [bins[b] for rank in first.micro_batches for mb in rank for b in mb]

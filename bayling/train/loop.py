@@ -5,7 +5,7 @@ Loss normalisation (a classic SFT bug: per-micro-batch averaging). The loss of a
     L = (sum of token cross-entropies over every micro-batch of every rank) / T,
 
 T = target tokens of the WHOLE step (all gradient-accumulation micro-batches, all data-parallel ranks),
-known before the step from the deterministic plan (``packing.step_target_tokens``). DeepSpeed would
+known before the step from the deterministic plan (``plans.step_target_tokens``). DeepSpeed would
 otherwise (a) divide each micro-batch loss by GA in ``engine.backward`` and (b) AVERAGE gradients over the
 W ranks. So each micro-batch backpropagates ``loss_sum * W / T`` with ``scale_wrt_gas=False``: (a) is
 switched off and the factor W cancels (b), giving exactly dL/dθ. Hence micro-batch 4 x GA 1, micro-batch
@@ -38,13 +38,10 @@ import torch
 import torch.distributed as dist
 
 from bayling.train import checkpoint as ckpt
-from bayling.train.packing import (
+from bayling.train.packing import causal_lm_loss_sum, collate_packed, collate_padded, pack_best_fit_decreasing
+from bayling.train.plans import (
     StepLayout,
     bin_target_counts,
-    causal_lm_loss_sum,
-    collate_packed,
-    collate_padded,
-    pack_best_fit_decreasing,
     plan_instruction_steps,
     plan_steps,
     step_target_tokens,

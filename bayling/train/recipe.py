@@ -235,7 +235,7 @@ def step_plan(cfg: TrainConfig, train_cache, world: int):
 
     ga = cfg.resolved_grad_accum(world)
     if ga is None:  # instructions_per_step: enough micro-steps for the fullest step of the planned epochs
-        from bayling.train.packing import StepLayout, instruction_grad_accum
+        from bayling.train.plans import StepLayout, instruction_grad_accum
 
         layout = StepLayout(cfg.micro_batch, world, cfg.seed, None, cfg.data.max_length, cfg.data.packing)
         ga = instruction_grad_accum(train_cache.lengths, cfg.instructions_per_step, layout, cfg.epochs)

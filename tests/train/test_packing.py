@@ -7,16 +7,13 @@ import pytest
 import torch
 
 from bayling.train.packing import (
-    StepLayout,
-    bin_target_counts,
     causal_lm_loss_sum,
     collate_packed,
     collate_padded,
     pack_best_fit_decreasing,
     packing_efficiency,
-    plan_steps,
-    step_target_tokens,
 )
+from bayling.train.plans import StepLayout, bin_target_counts, plan_steps, step_target_tokens
 from bayling.train.tokenize import IGNORE_INDEX
 
 
@@ -185,7 +182,7 @@ def test_instruction_steps_hold_exactly_n_instructions(per_step, micro_batch, wo
     """instructions_per_step: every step holds exactly N instructions (whatever their lengths), packed
     rows never exceed max_length, every (rank, micro-step) has 1..micro_batch rows, each sample appears at
     most once per epoch, and the plan is a pure function of (seed, epoch)."""
-    from bayling.train.packing import instruction_grad_accum, plan_instruction_steps
+    from bayling.train.plans import instruction_grad_accum, plan_instruction_steps
 
     rng = np.random.default_rng(7)
     lengths = np.clip(rng.lognormal(5.6, 0.8, 3000).astype(np.int64), 8, 2048)
@@ -212,7 +209,7 @@ def test_instruction_steps_pin_the_paper_geometry():
     """Golden: 128 instructions of a log-normal SFT-like mix (median 267 tokens) pack into 20-30 rows of
     2048, so 8 GPUs x micro-batch 4 need one micro-step; 128 packed ROWS (the old global_batch) held ~5x more
     instructions per step."""
-    from bayling.train.packing import instruction_grad_accum, plan_instruction_steps
+    from bayling.train.plans import instruction_grad_accum, plan_instruction_steps
 
     rng = np.random.default_rng(0)
     lengths = np.clip(rng.lognormal(5.6, 0.8, 12800).astype(np.int64), 8, 2048)
