@@ -244,6 +244,10 @@ def reuse_reference_evals(first: Path, folder: Path, n_references: int) -> None:
     k = 2 * (n_references - 1) + 1  # base, experts, one DARE copy per expert
     keys = ["c-" + state_digest(torch.eye(k, dtype=torch.float64)[j]) for j in range(n_references)]
     names = ["base"] + [f"expert{i + 1}" for i in range(n_references - 1)]  # bayling-merge's row labels
+    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+        # never mark a folder this script did not create as bayling-merge's (bayling-merge would then update it)
+        raise SystemExit(f"merge_experts: {folder} exists and is not a bayling-merge output folder; "
+                         "choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("bayling-merge output folder (safe for bayling-merge to update)\n", encoding="utf-8")
     for sub in [Path("test") / n for n in names] + [Path("dev") / key for key in keys]:

@@ -54,9 +54,6 @@ DONE, STOPPED, NONFINITE = "done", "stopped", "nonfinite"
 EXIT_CODES = {DONE: 0, STOPPED: 0, NONFINITE: 3}
 
 _STOP = {"signal": None}
-# Gradient norm of the last step under DeepSpeed's stage 0 in fp32: its engine clips with torch's optimizer and
-# keeps no norm (get_global_grad_norm() is None), so run_step measures the reduced gradients before the update.
-_STAGE0_NORM: dict = {"value": None}
 
 
 def install_signal_handlers() -> None:
@@ -228,21 +225,30 @@ def token_loss_sum(engine, batch) -> torch.Tensor:
     return causal_lm_loss_sum(engine, batch)
 
 
-def run_step(engine, batches: list, step_targets: int, world_size: int) -> tuple[torch.Tensor, int, int]:
-    """One optimizer step over this rank's micro-batches; returns (local loss sum, real, slot tokens)."""
+def run_step(engine, batches: list, step_targets: int,
+             world_size: int) -> tuple[torch.Tensor, int, int, float | None]:
+    """One optimizer step over this rank's micro-batches; returns (local loss sum, real tokens, slot tokens,
+    global gradient norm before clipping or None).
+
+    The norm is DeepSpeed's own where its engine keeps one; DeepSpeed's stage 0 in fp32 keeps none
+    (``get_global_grad_norm()`` is None), so it is measured on the reduced gradients before the update."""
     scale = world_size / step_targets
     local = torch.zeros((), dtype=torch.float64)
     real = slots = 0
+    measured = None
     for k, batch in enumerate(batches):
         loss_sum = token_loss_sum(engine, batch)
         engine.backward(loss_sum * scale, scale_wrt_gas=False)
         if k == len(batches) - 1:
-            _STAGE0_NORM["value"] = stage0_grad_norm(engine)
+            measured = stage0_grad_norm(engine)
         engine.step()
         local += loss_sum.detach().double().cpu()
         real += batch.n_real_tokens
         slots += batch.input_ids.numel()
-    return local, real, slots
+    norm = engine.get_global_grad_norm()
+    if norm is not None:
+        measured = float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+    return local, real, slots, measured
 
 
 def stage0_grad_norm(engine) -> float | None:
@@ -341,12 +347,12 @@ def _steps(ctx: LoopContext, engine, plan: DataPlan, feed: BatchFeed) -> str:
         sched, host_batches, waited = feed.get(step)
         targets = plan.step_targets(sched)
         batches = [b.to(engine.device) for b in host_batches]
-        local, real, slots = run_step(engine, batches, targets, ctx.world_size)
+        local, real, slots, grad_norm = run_step(engine, batches, targets, ctx.world_size)
         loss_sum, real, slots, stop = reduce_step(local, real, slots)
         done = step + 1
         loss = loss_sum / targets
         record = ctx.logger.step_record(
-            done, loss=loss, lr=lr, grad_norm=_grad_norm(engine), real_tokens=real,
+            done, loss=loss, lr=lr, grad_norm=grad_norm, real_tokens=real,
             slot_tokens=slots, target_tokens=targets, seconds=time.time() - t0, epoch=sched.epoch)
         record["data_wait_seconds"] = waited
         ctx.logger.log(record, write=done % ctx.cfg.log_every == 0 or done == ctx.total_steps or stop)
@@ -363,12 +369,6 @@ def _steps(ctx: LoopContext, engine, plan: DataPlan, feed: BatchFeed) -> str:
             return _stopped(ctx, done, path)
     return DONE
 
-
-def _grad_norm(engine) -> float | None:
-    norm = engine.get_global_grad_norm()
-    if norm is None:
-        return _STAGE0_NORM["value"]
-    return float(norm.item() if isinstance(norm, torch.Tensor) else norm)
 
 
 def _nonfinite(ctx: LoopContext, step: int, loss: float, path: Path) -> str:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import subprocess
 
 import pytest
 from hostile import REPO, cli_env
+from script_loader import load_script
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location("demo_script", REPO / "scripts" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/demo.py", "demo_script")
 
 
 @pytest.mark.slow  # runs the printed command: a fresh process that loads the model

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 
 import pytest
 from conftest import run_prog
-from hostile import REPO
+from script_loader import load_script
 
 from bayling.chat.model import ChatModel, Sampling
 from bayling.templates import get_template, stop_token_ids
@@ -18,10 +17,7 @@ pytestmark = pytest.mark.slow  # trains (or reuses) the tests' reference run: to
 
 def _harness():
     """tests/train/train_harness.py, loaded by path (tests/chat does not put tests/train on sys.path)."""
-    spec = importlib.util.spec_from_file_location("train_harness", REPO / "tests" / "train" / "train_harness.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tests/train/train_harness.py", "train_harness")
 
 
 @pytest.fixture(scope="module")

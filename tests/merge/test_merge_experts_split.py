@@ -3,20 +3,15 @@ output folder built with another split, stops the experiment (the merge goals ar
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from script_loader import load_script
 
 
 def merge_experts():
-    spec = importlib.util.spec_from_file_location("merge_experts_bench", REPO / "benchmarks" / "merge_experts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/merge_experts.py", "merge_experts_bench")
 
 
 def record(row: int, user: str, answer: str) -> str:
@@ -72,3 +67,24 @@ def test_seeds_parse_and_reject_bad_lists():
     for bad in ("0,x", "1,1"):
         with pytest.raises(SystemExit, match="--seeds"):
             me.parse_seeds(bad)
+
+
+def test_seed_folder_reuse_never_claims_a_folder_it_did_not_create(tmp_path):
+    """Extra PSO seeds copy the first seed's reference evaluations and mark the folder as bayling-merge's;
+    a non-empty folder without that marker (a user's) is refused and left as it was."""
+    from bayling.merge.checkpoint import MARKER
+
+    bench = merge_experts()
+    first = tmp_path / "seed0"
+    (first / "evals" / "test" / "base").mkdir(parents=True)
+    (first / "evals" / "test" / "base" / "results.json").write_text("{}", encoding="utf-8")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(SystemExit, match="not a bayling-merge output folder"):
+        bench.reuse_reference_evals(first, user, 3)
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+    fresh = tmp_path / "seed1"
+    bench.reuse_reference_evals(first, fresh, 3)
+    assert (fresh / MARKER).is_file() and (fresh / "evals" / "test" / "base" / "results.json").is_file()

@@ -40,10 +40,10 @@ def one_layout(model: str, cache_dir: str, mb: int, ga: int, rank: int, world: i
         seqs = list(range(step * SEQS_PER_STEP, (step + 1) * SEQS_PER_STEP))  # same 4 sequences per step
         targets = int(sum(plan.bin_targets[s] for s in seqs))
         mine = [seqs[(j * world + rank) * mb:(j * world + rank + 1) * mb] for j in range(ga)]
-        local, real, slots = run_step(bundle.engine, [plan.collate(m) for m in mine], targets, world)
+        local, real, slots, grad_norm = run_step(bundle.engine, [plan.collate(m) for m in mine], targets, world)
         loss_sum, *_ = reduce_step(local, real, slots)
         result["loss"].append(loss_sum / targets)
-        result["grad_norm"].append(float(bundle.engine.get_global_grad_norm()))
+        result["grad_norm"].append(grad_norm)
     result["weights"] = {k: v.detach().clone() for k, v in bundle.engine.module.state_dict().items()}
     result["targets_per_seq"] = [int(plan.bin_targets[s]) for s in range(2 * SEQS_PER_STEP)]
     return result

@@ -3,7 +3,6 @@ and parsing behind its report are right, so the one GPU run it gets is not waste
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check_helper", REPO / "benchmarks" / "_gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/_gpu_check.py", "gpu_check_helper")
 
 
 def test_model_flops_per_token_and_mfu_golden_values():
